@@ -1,0 +1,157 @@
+"""The command line. Commands only turn options into a context and call the core.
+
+One place (:func:`main`) maps every error to one line on stderr and a documented exit code;
+``--debug`` re-raises so the traceback shows.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from deployer import logs
+from deployer.analysis import analyse
+from deployer.errors import DeployerError, ExitStatus, UsageError
+from deployer.poller import HealthPoller
+from deployer.reports import print_probe_table, write_json, write_junit
+from deployer.versions import extractor_from_spec
+
+app = typer.Typer(
+    name="deployer",
+    help="Release Etherpad with CodeDeploy, CloudFormation or Packer, and prove zero downtime.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@dataclass
+class Env:
+    """What a command needs from its surroundings; tests inject their own."""
+
+    stdout: Console
+    stderr: Console
+    debug: bool = False
+
+
+ENV = Env(stdout=Console(), stderr=Console(stderr=True))
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    log_format: Annotated[str, typer.Option(
+        "--log-format", help="auto (console on a terminal, JSON otherwise), console or json.",
+    )] = "auto",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug-level logs.")] = False,
+) -> None:
+    if log_format not in ("auto", "console", "json"):
+        raise UsageError(f"unknown log format {log_format!r}", hint="use auto, console or json")
+    ENV.debug = debug
+    logs.configure(log_format, verbose=verbose)  # type: ignore[arg-type]
+
+
+def exit_for(zero_downtime: bool) -> ExitStatus:
+    return ExitStatus.SUCCESS if zero_downtime else ExitStatus.DOWNTIME
+
+
+@app.command()
+def probe(
+    url: Annotated[str, typer.Argument(help="The URL to poll, e.g. the load balancer's.")],
+    duration: Annotated[float, typer.Option(help="Seconds to poll.")] = 10.0,
+    hz: Annotated[float, typer.Option(help="Probes per second.")] = 20.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before a probe counts as timed out.")] = 2.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report.")] = None,
+    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML.")] = None,
+    version_from: Annotated[str, typer.Option(
+        help="How to read the answering version: etherpad, header:NAME or none.")] = "etherpad",
+) -> None:
+    """Poll a URL on fresh connections and report downtime and the versions that answered.
+
+    Exits 0 when every probe succeeded, 3 when any failed.
+    """
+    if not duration > 0:
+        raise UsageError(f"duration must be positive, got {duration}", hint="pass --duration 10")
+    poller = HealthPoller(url, hz=hz, timeout=timeout, extractor=extractor_from_spec(version_from))
+    log = logs.get_logger(url=url)
+    log.info("probe.start", hz=hz, duration=duration)
+    started = time.monotonic()
+    poller.start()
+    try:
+        time.sleep(duration)
+    finally:
+        poller.stop()
+    probes = poller.snapshot()
+    analysis = analyse(probes, url=url, hz=hz, duration_s=time.monotonic() - started,
+                       skipped=poller.skipped)
+    log.info("probe.end", zero_downtime=analysis.zero_downtime, failed=analysis.probes.failed,
+             total=analysis.probes.total)
+    if json_path:
+        write_json(analysis, json_path)
+    if junit_path:
+        write_junit([analysis], junit_path)
+    print_probe_table(analysis, ENV.stdout)
+    raise typer.Exit(exit_for(analysis.zero_downtime))
+
+
+@app.command("strategies")
+def list_strategies() -> None:
+    """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""
+    from deployer.strategy import ENTRY_POINT_GROUP
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        ENV.stdout.print(f"{ep.name}\t{ep.value}")
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # Click's UsageError (vendored inside newer typer releases): exit code 2, format_message().
+    return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+
+
+def _usage_message(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "deployer"
+    return f"{exc.format_message()} (see '{command} --help')"  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map every error to one line and a documented exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    debug = "--debug" in args
+    try:
+        rv = command.main(args=args, prog_name="deployer", standalone_mode=False)
+        code = int(rv) if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("deployer: interrupted", file=sys.stderr)
+        code = 130
+    except DeployerError as exc:
+        if debug:
+            raise
+        print(f"deployer: error: {exc}", file=sys.stderr)
+        code = exc.exit_status
+    except Exception as exc:
+        if debug:
+            raise
+        if _is_usage_error(exc):
+            print(f"deployer: error: {_usage_message(exc)}", file=sys.stderr)
+            code = ExitStatus.USAGE
+        else:  # a bug: still one line; the traceback with --debug
+            print(f"deployer: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                  "for the traceback)", file=sys.stderr)
+            code = ExitStatus.ERROR
+    sys.exit(int(code))
+
+
+if __name__ == "__main__":
+    main()

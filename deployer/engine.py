@@ -1,0 +1,153 @@
+"""The run engine: a release run is a sequence of timed phases with the poller watching.
+
+    ensure environment → prepare (bundle/upload or bake) → [poller on] roll out
+    (→ roll back on failure) [poller off] → verify → report
+
+The engine knows strategies only through :class:`deployer.strategy.Strategy` and clouds only
+through :class:`deployer.port.CloudPort`; it never imports typer, rich or boto3.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer import logs
+from deployer.analysis import analyse
+from deployer.errors import DeployerError, RolloutFailed
+from deployer.poller import HealthPoller
+from deployer.reports import PhaseTiming, ReleaseReport
+from deployer.strategy import Prepared, ReleaseContext, Strategy
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class PhaseClock:
+    """Times named phases; a phase that raises is still timed."""
+
+    clock: Callable[[], float] = time.monotonic
+    phases: list[PhaseTiming] = field(default_factory=list)
+    log: Any = None
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = self.clock()
+        if self.log:
+            self.log.info("phase.start", phase=name)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            seconds = round(self.clock() - start, 3)
+            self.phases.append(PhaseTiming(name=name, seconds=seconds))
+            if self.log:
+                self.log.info("phase.end", phase=name, seconds=seconds, ok=ok)
+
+    def total(self) -> float:
+        return round(sum(p.seconds for p in self.phases), 3)
+
+
+@dataclass
+class PollerSettings:
+    hz: float = 20.0
+    timeout: float = 2.0
+    extractor: Any = None
+
+
+class ReleaseRun:
+    """One release of one strategy on one cloud."""
+
+    def __init__(self, strategy: Strategy, ctx: ReleaseContext, *,
+                 poller: PollerSettings | None = None, run_id: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.strategy = strategy
+        self.ctx = ctx
+        self.poller_settings = poller or PollerSettings()
+        self.run_id = run_id or new_run_id()
+        self.clock = clock
+        self.log = logs.get_logger()
+        self.phases = PhaseClock(clock=clock, log=self.log)
+
+    def execute(self) -> ReleaseReport:
+        ctx = self.ctx
+        logs.bind_run(run_id=self.run_id, strategy=self.strategy.name, release=ctx.release,
+                      target=ctx.cloud.name)
+        self.log.info("release.start", from_release=ctx.from_release)
+        outcome, error = "succeeded", None
+        prepared = Prepared(kind="none")
+        poller: HealthPoller | None = None
+        url: str | None = None
+        details: dict[str, Any] = {}
+        try:
+            with self.phases.phase("environment"):
+                env = self.strategy.ensure_environment(ctx)
+                url = env.url
+            with self.phases.phase("prepare"):
+                prepared = self.strategy.prepare(ctx)
+            details["prepared"] = {"kind": prepared.kind, "ref": prepared.ref,
+                                   "size_bytes": prepared.size_bytes, **prepared.details}
+            poller = HealthPoller(url, hz=self.poller_settings.hz,
+                                  timeout=self.poller_settings.timeout,
+                                  extractor=self.poller_settings.extractor)
+            poller.start()
+            try:
+                with self.phases.phase("rollout"):
+                    self.strategy.roll_out(ctx, prepared)
+            except RolloutFailed as exc:
+                outcome, error = "rolled_back", str(exc)
+                self.log.warning("release.rolled_back", reason=str(exc))
+            except DeployerError as exc:
+                outcome, error = "failed", str(exc)
+                self.log.error("release.rollout_failed", reason=str(exc))
+                with self.phases.phase("rollback"):
+                    try:
+                        self.strategy.roll_back(ctx)
+                        outcome = "rolled_back"
+                    except DeployerError as rb_exc:
+                        error = f"{exc}; rollback failed: {rb_exc}"
+            finally:
+                # Keep watching briefly so the end of the cut-over is measured, not assumed.
+                time.sleep(min(1.0, 10.0 / self.poller_settings.hz))
+                poller.stop()
+        except DeployerError as exc:
+            outcome, error = "failed", str(exc)
+            self.log.error("release.failed", reason=str(exc))
+        served: list[str] = []
+        if poller is not None:
+            with self.phases.phase("verify"):
+                served = verify_served(url, self.poller_settings)
+        probes = poller.snapshot() if poller else []
+        duration = (max((p.sent_s + p.latency_ms / 1000 for p in probes), default=0.0))
+        analysis = analyse(probes, url=url or "", hz=self.poller_settings.hz,
+                           duration_s=duration, skipped=poller.skipped if poller else 0)
+        report = ReleaseReport(
+            **analysis.model_dump(), run_id=self.run_id, strategy=self.strategy.name,
+            release=ctx.release, from_release=ctx.from_release, target=ctx.cloud.name,
+            outcome=outcome, phases=self.phases.phases, total_seconds=self.phases.total(),
+            served_versions=served, error=error, details=details,
+        )
+        if outcome == "succeeded" and served != [ctx.release]:
+            report.outcome = "failed"
+            report.error = f"load balancer serves {served or 'nothing'}, not {ctx.release}"
+        self.log.info("release.end", outcome=report.outcome, total_seconds=report.total_seconds,
+                      zero_downtime=report.zero_downtime, failed_probes=report.probes.failed)
+        logs.clear_run()
+        return report
+
+
+def verify_served(url: str | None, settings: PollerSettings, seconds: float = 1.0) -> list[str]:
+    """Which releases the load balancer serves now, from a short burst of probes."""
+    if not url:
+        return []
+    poller = HealthPoller(url, hz=max(settings.hz, 20.0), timeout=settings.timeout,
+                          extractor=settings.extractor)
+    probes = poller.run_for(seconds)
+    return sorted({p.version for p in probes if p.ok and p.version})

@@ -1,0 +1,1 @@
+"""The built-in strategies, registered through the ``deployer.strategies`` entry-point group."""

@@ -1,0 +1,25 @@
+"""CloudFormation rolling update: new instances install the release from user data."""
+
+from __future__ import annotations
+
+from deployer.errors import RolloutFailed
+from deployer.strategy import Prepared, ReleaseContext, Strategy
+
+
+class CloudFormationStrategy(Strategy):
+    """Update the stack parameter ``EtherpadVersion``; the group's rolling update does the rest."""
+
+    prepare_phases = ()
+
+    def prepare(self, ctx: ReleaseContext) -> Prepared:
+        return Prepared(kind="none")
+
+    def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
+        result = ctx.cloud.update_stack(self.name, {"EtherpadVersion": ctx.release}, ctx.on_event)
+        if result.rolled_back:
+            raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
+
+    def roll_back(self, ctx: ReleaseContext) -> None:
+        previous = ctx.from_release
+        if previous:
+            ctx.cloud.update_stack(self.name, {"EtherpadVersion": previous}, ctx.on_event)
