@@ -131,8 +131,8 @@ class _Reader:
     def duration(self, prop: str, value: Any, maximum_s: int) -> int:
         try:
             seconds = s.parse_duration(self.text(prop, value))
-        except ValueError as exc:
-            raise self.error(prop, str(exc)) from None
+        except ConfigError as exc:
+            raise self.error(prop, exc.message) from None
         if seconds > maximum_s:
             raise self.error(prop, f"{value} is longer than the maximum PT{maximum_s // 3600}H")
         return seconds

@@ -77,6 +77,10 @@ class Resolver:
         self.stack_name = stack_name
         self.attribute_resolver = attribute_resolver
         self.ssm_resolver = ssm_resolver
+        for section in ("Mappings", "Conditions"):
+            if not isinstance(document.get(section) or {}, dict):
+                raise ConfigError(f"{section} must be a mapping",
+                                  location=where(path, document, section))
         self.mappings = document.get("Mappings") or {}
         self.condition_defs = document.get("Conditions") or {}
         self.condition_values: dict[str, bool] = {}
@@ -87,8 +91,8 @@ class Resolver:
         self.skipped: dict[str, str] = {}
         self._properties: dict[tuple[str, str], Any] = {}
         self._physical_ids: dict[str, str] = {}
-        self._in_progress: set[tuple[str, str]] = set()
-        self._in_conditions = False
+        self._in_progress: set[tuple[str, str]] = set()  # (logical id, property)
+        self._conditions_in_progress: set[str] = set()
         for name in self.condition_defs:
             self.condition(name, _At(path, f"condition {name}", line_of(self.condition_defs, name)))
         for logical_id, raw in self.raw.items():
@@ -102,12 +106,14 @@ class Resolver:
         unknown = sorted(set(raw) - _RESOURCE_KEYS)
         if unknown:
             raise at.inside(raw, unknown[0]).error(f"unknown resource attribute {unknown[0]}")
-        specs.check_type(logical_id, raw["Type"], f"{self.path}:{at.line}")
-        if not isinstance(raw.get("Properties", {}), dict):
-            raise at.inside(raw, "Properties").error("Properties must be a mapping")
         if "Condition" in raw and not self.condition(str(raw["Condition"]),
                                                       at.inside(raw, "Condition")):
+            # Switched off, it does not exist: its type does not matter here.
             self.skipped[logical_id] = str(raw["Condition"])
+            return
+        specs.check_type(logical_id, raw["Type"], at.location)
+        if not isinstance(raw.get("Properties", {}), dict):
+            raise at.inside(raw, "Properties").error("Properties must be a mapping")
 
     def resources(self) -> dict[str, ResolvedResource]:
         resolved = {}
@@ -191,18 +197,15 @@ class Resolver:
             return self.condition_values[name]
         if name not in self.condition_defs:
             raise at.error(f"condition {name} is not defined in Conditions")
-        key = ("Conditions", name)
-        if key in self._in_progress:
+        if name in self._conditions_in_progress:
             raise at.error(f"condition {name} depends on itself")
-        self._in_progress.add(key)
-        self._in_conditions = True
+        self._conditions_in_progress.add(name)
         try:
             value = self._evaluate(self.condition_defs[name],
                                    _At(self.path, f"condition {name}",
                                        line_of(self.condition_defs, name)))
         finally:
-            self._in_progress.discard(key)
-            self._in_conditions = any(k[0] == "Conditions" for k in self._in_progress)
+            self._conditions_in_progress.discard(name)
         self.condition_values[name] = value
         return value
 
@@ -294,7 +297,7 @@ class Resolver:
                            "switched off")
         if name not in self.raw:
             raise at.error(f"{function} to {name}: no such parameter or resource")
-        if self._in_conditions:
+        if self._conditions_in_progress:
             raise at.error(f"conditions cannot refer to resources ({name})")
         return name
 

@@ -99,7 +99,7 @@ def parse_duration(text: str) -> int:
     """Seconds in an ISO-8601 duration as CloudFormation writes them: PT5M, PT1H, PT1M30S."""
     match = _DURATION.fullmatch(str(text).strip())
     if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT30S, PT5M or PT1H")
+        raise ConfigError(f"{text!r} is not an ISO-8601 duration such as PT30S, PT5M or PT1H")
     hours, minutes, seconds = (int(part or 0) for part in match.groups())
     return hours * 3600 + minutes * 60 + seconds
 

@@ -91,9 +91,10 @@ class ResolvedResource(BaseModel):
     # Values keep their markers (Reference, Base64Text, ...); use plain() to drop them.
     properties: dict[str, Any] = Field(default_factory=dict, repr=False)
     depends_on: list[str] = Field(default_factory=list)
-    creation_policy: dict[str, Any] | None = None
-    update_policy: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    # Mappings as read (Any keeps their line numbers for error messages).
+    creation_policy: Any = None
+    update_policy: Any = None
+    metadata: Any = None
     deletion_policy: str | None = None
     update_replace_policy: str | None = None
     line: int | None = None

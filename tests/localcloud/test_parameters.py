@@ -69,8 +69,10 @@ def test_unknown_parameter_is_refused(templates):
 
 
 @pytest.mark.parametrize("declaration, value, message", [
-    ("Type: String\n    AllowedValues: [dev, prod]", "test", "'test' is not one of the AllowedValues"),
-    ("Type: String\n    AllowedPattern: '\\d+\\.\\d+\\.\\d+'", "1.8", "does not match AllowedPattern"),
+    ("Type: String\n    AllowedValues: [dev, prod]", "test",
+     "'test' is not one of the AllowedValues"),
+    ("Type: String\n    AllowedPattern: '\\d+\\.\\d+\\.\\d+'", "1.8",
+     "does not match AllowedPattern"),
     ("Type: String\n    AllowedPattern: '\\d+'", "12a", "does not match AllowedPattern"),
     ("Type: String\n    MinLength: 3", "ab", "shorter than MinLength 3"),
     ("Type: String\n    MaxLength: 3", "abcd", "longer than MaxLength 3"),
