@@ -348,12 +348,15 @@ class CodeDeployService:
                 raise StateError(f"deployment {deployment_id} is still "
                                  f"{deployment.status.value}")
             rollback_status = None
+            notes = [deployment.error.message] if deployment.error else []
             if deployment.rollback_deployment_id:
-                rollback_status = self._deployment(deployment.rollback_deployment_id).status.value
-            reason = deployment.error.message if deployment.error else ""
-            if deployment.rollback_message:
-                reason = f"{reason}; {deployment.rollback_message}" if reason else \
-                    deployment.rollback_message
+                rollback = self._deployment(deployment.rollback_deployment_id)
+                rollback_status = rollback.status.value
+                notes.append(f"{deployment.rollback_message}: {rollback_status}"
+                             + (f" ({rollback.error.message})" if rollback.error else ""))
+            elif deployment.rollback_message:
+                notes.append(deployment.rollback_message)
+            reason = "; ".join(notes)
             return DeploymentResult(deployment_id=deployment_id,
                                     status=deployment.status.value, reason=reason,
                                     rollback_deployment_id=deployment.rollback_deployment_id,
@@ -437,7 +440,7 @@ class CodeDeployService:
                 deployment.ignore_application_stop_failures, DeploymentCreator.AUTO_ROLLBACK)
             rollback.rollback_triggering_deployment_id = deployment_id
             deployment.rollback_deployment_id = rollback.deployment_id
-            deployment.rollback_message = (f"rolled back by {rollback.deployment_id} to "
+            deployment.rollback_message = (f"automatic rollback {rollback.deployment_id} to "
                                            f"{group.last_successful_revision.describe()}")
             self._save(deployment)
             self._save(rollback)

@@ -245,7 +245,8 @@ def test_failure_rolls_back_to_the_last_good_revision(tmp_path: Path) -> None:
     assert result.status == "Failed"
     assert result.rollback_deployment_id is not None
     assert result.rollback_status == "Succeeded"
-    assert f"rolled back by {result.rollback_deployment_id} to {rev1.bundle}" in result.reason
+    assert result.reason.endswith(
+        f"; automatic rollback {result.rollback_deployment_id} to {rev1.bundle}: Succeeded")
     rollback = service.get_deployment(result.rollback_deployment_id)
     assert rollback.creator is DeploymentCreator.AUTO_ROLLBACK
     assert rollback.revision == rev1

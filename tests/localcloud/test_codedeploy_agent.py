@@ -299,6 +299,24 @@ def test_missing_script_and_scripts_without_exec_bit(tmp_path: Path) -> None:
     assert instance.trace() == ["r1 BeforeInstall"]  # made executable, as the agent does
 
 
+def test_scripts_without_a_shebang_run_with_the_shell(tmp_path: Path) -> None:
+    service, _, instance = single(tmp_path)
+    rev = write_revision(tmp_path, "r1", hooked=["AfterInstall"])
+    (rev.bundle / "hooks/AfterInstall.sh").write_text('echo "plain $LIFECYCLE_EVENT" >> "$TRACE"\n')
+    assert service.deploy(APP, GROUP, rev).status == "Succeeded"
+    assert instance.trace() == ["plain AfterInstall"]
+
+
+def test_a_broken_event_callback_does_not_break_the_deployment(tmp_path: Path) -> None:
+    service, _, _ = single(tmp_path)
+
+    def explode(event) -> None:
+        raise RuntimeError("display went away")
+
+    result = service.deploy(APP, GROUP, write_revision(tmp_path, "r1"), on_event=explode)
+    assert result.status == "Succeeded"
+
+
 def test_ignore_application_stop_failures(tmp_path: Path) -> None:
     service, _, instance = single(tmp_path)
     rev1 = write_revision(tmp_path, "r1", scripts={"ApplicationStop": "exit 1\n"})
