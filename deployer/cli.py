@@ -101,6 +101,130 @@ def probe(
     raise typer.Exit(exit_for(analysis.zero_downtime))
 
 
+StrategyOpt = Annotated[str, typer.Option("--strategy", "-s",
+                                          help="codedeploy, cloudformation or packer.")]
+TargetOpt = Annotated[str, typer.Option("--target", help="local (the embedded cloud) or aws.")]
+SourceOpt = Annotated[str, typer.Option(
+    "--source", help="Where releases come from: github, npm, a git URL or path (a mirror), "
+                     "or a directory/tarball of one release.")]
+
+
+def _on_event(event) -> None:
+    logs.get_logger().info("cloud.event", source=event.source, resource=event.resource,
+                           status=event.status, reason=event.reason or None)
+
+
+def _context(strategy_name: str, release: str, from_release: str | None, target: str,
+             source: str, options: dict | None = None):
+    from deployer.engine import workdir_for
+    from deployer.providers import get_cloud
+    from deployer.strategy import ReleaseContext, load_strategy
+
+    strategy = load_strategy(strategy_name)
+    cloud = get_cloud(target)
+    ctx = ReleaseContext(release=release, from_release=from_release, cloud=cloud,
+                         workdir=workdir_for(cloud), on_event=_on_event, source=source,
+                         options=options or {})
+    return strategy, ctx
+
+
+@app.command()
+def up(
+    strategy: StrategyOpt,
+    version: Annotated[str, typer.Option("--version", help="The Etherpad release to run.")],
+    target: TargetOpt = "local",
+    source: SourceOpt = "github",
+) -> None:
+    """Create a strategy's environment at a release and leave it running."""
+    strat, ctx = _context(strategy, version, version, target, source)
+    view = strat.ensure_environment(ctx)
+    ENV.stdout.print(f"{view.stack_name}: {view.stack_status} at {view.url}")
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable state.")] = False,
+    target: TargetOpt = "local",
+) -> None:
+    """Show stacks, instances, target health, load balancer URLs, images and parameters."""
+    from deployer.providers import get_cloud
+    from deployer.status import print_status, status_document
+
+    doc = status_document(get_cloud(target))
+    if json_out:
+        ENV.stdout.print_json(data=doc)
+    else:
+        print_status(doc, ENV.stdout)
+
+
+@app.command()
+def down(
+    strategy: Annotated[Optional[str], typer.Option("--strategy", "-s",
+                                                    help="The environment to remove.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False,
+    target: TargetOpt = "local",
+) -> None:
+    """Remove an environment (or all) and leave no process behind."""
+    from deployer.providers import get_cloud
+
+    if bool(strategy) == all_:
+        raise UsageError("say which environment to remove",
+                         hint="pass --strategy NAME or --all")
+    cloud = get_cloud(target)
+    if all_:
+        cloud.destroy_all(_on_event)
+        ENV.stdout.print("all environments removed")
+    else:
+        from deployer.strategy import load_strategy
+
+        load_strategy(strategy)  # an unknown name is a usage error, not a silent no-op
+        cloud.destroy_environment(strategy, _on_event)
+        ENV.stdout.print(f"environment {strategy} removed")
+
+
+@app.command()
+def release(
+    version: Annotated[str, typer.Argument(help="The Etherpad release to roll out, e.g. 1.8.18.")],
+    strategy: StrategyOpt,
+    from_version: Annotated[Optional[str], typer.Option(
+        "--from", help="Release the environment starts at when it must be created "
+                       "(default: the release before VERSION).")] = None,
+    target: TargetOpt = "local",
+    source: SourceOpt = "github",
+    hz: Annotated[float, typer.Option(help="Health probes per second.")] = 20.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report.")] = None,
+    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML.")] = None,
+    budget: Annotated[Optional[float], typer.Option(
+        help="Seconds the release may take; JUnit fails the budget case past it.")] = None,
+    ignore_application_stop_failures: Annotated[bool, typer.Option(
+        "--ignore-application-stop-failures",
+        help="CodeDeploy: carry on when the old revision's ApplicationStop fails.")] = False,
+) -> None:
+    """Roll one release out with one strategy, watched by the health poller.
+
+    Exits 0 on success with zero downtime, 3 on downtime, 4 when rolled back, 1 on failure.
+    """
+    from deployer.engine import PollerSettings, ReleaseRun
+    from deployer.releases import previous_release
+    from deployer.reports import print_release_table
+
+    start_at = from_version or previous_release(version)
+    strat, ctx = _context(strategy, version, start_at, target, source, {
+        "ignore_application_stop_failures": ignore_application_stop_failures})
+    report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz)).execute()
+    if json_path:
+        write_json(report, json_path)
+    if junit_path:
+        write_junit([report], junit_path, budget_s=budget)
+    print_release_table(report, ENV.stdout)
+    if report.outcome == "rolled_back":
+        raise typer.Exit(ExitStatus.ROLLED_BACK)
+    if report.outcome == "failed":
+        ENV.stderr.print(f"deployer: error: release failed: {report.error}")
+        raise typer.Exit(ExitStatus.ERROR)
+    raise typer.Exit(exit_for(report.zero_downtime))
+
+
 @app.command("strategies")
 def list_strategies() -> None:
     """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""

@@ -16,12 +16,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 from deployer import logs
+from deployer.home import deployer_home
 from deployer.analysis import analyse
 from deployer.errors import DeployerError, RolloutFailed
 from deployer.poller import HealthPoller
 from deployer.reports import PhaseTiming, ReleaseReport
 from deployer.strategy import Prepared, ReleaseContext, Strategy
+
+
+def workdir_for(cloud) -> Path:
+    """Scratch space for one run (bundles, build output), under the data dir."""
+    path = deployer_home() / "work" / new_run_id()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def new_run_id() -> str:

@@ -1,0 +1,265 @@
+"""The local cloud as a :class:`deployer.port.CloudPort`: a client of the supervisor's API.
+
+Every verb starts the supervisor if it is not running (which recovers the environments from
+disk), then follows the operation's events until it ends, noticing the end within a fifth of
+a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from deployer import errors
+from deployer.home import deployer_home
+from deployer.localcloud.state import CloudState, Store
+from deployer.localcloud.supervisor import cloud_dir
+from deployer.port import (Artifact, CloudPort, DeploymentResult, EnvironmentView, Event, Image,
+                           InstanceView, OnEvent, StackResult, TargetHealth)
+
+POLL_S = 0.2
+START_TIMEOUT_S = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def stack_name(strategy: str) -> str:
+    return f"etherpad-{strategy}"
+
+
+class LocalCloud(CloudPort):
+    name = "local"
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or deployer_home()
+        self.dir = cloud_dir(self.home)
+        self._url: str | None = None
+
+    # -- supervisor -------------------------------------------------------------------------
+    def supervisor_info(self) -> dict | None:
+        info_file = self.dir / "supervisor.json"
+        try:
+            info = json.loads(info_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return info if _pid_alive(int(info.get("pid", 0))) else None
+
+    def ensure_supervisor(self) -> str:
+        if self._url:
+            return self._url
+        info = self.supervisor_info()
+        if info is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            stale = self.dir / "supervisor.json"
+            stale.unlink(missing_ok=True)
+            log_file = open(self.dir / "supervisor.log", "ab")
+            subprocess.Popen([sys.executable, "-m", "deployer.localcloud.supervisor",
+                              "--home", str(self.home)], stdin=subprocess.DEVNULL,
+                             stdout=log_file, stderr=log_file, start_new_session=True,
+                             close_fds=True, cwd="/")
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while info is None:
+                if time.monotonic() > deadline:
+                    raise errors.CloudError(
+                        "the local cloud supervisor did not start",
+                        hint=f"see {self.dir / 'supervisor.log'}")
+                time.sleep(0.1)
+                info = self.supervisor_info()
+        self._url = info["url"]
+        return self._url
+
+    def running(self) -> bool:
+        return self.supervisor_info() is not None
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        url = self.ensure_supervisor() + path
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise remote_error(json.loads(exc.read() or b"{}").get("error", {})) from None
+        except OSError as exc:
+            self._url = None
+            raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
+                                    hint="run the command again; it restarts the supervisor")
+
+    def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
+        seen = 0
+        if stack:
+            seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
+                       default=0) if op.get("kind") != "create" else 0
+        while True:
+            if stack:
+                try:
+                    events = self._call("GET", f"/stacks/{stack}/events?after={seen}")
+                except errors.NotFound:
+                    events = []
+                for e in events:
+                    seen = max(seen, e["seq"])
+                    on_event(Event(at=e["at"], source="stack", resource=e["resource"],
+                                   status=e["status"], reason=e["reason"]))
+            current = self._call("GET", f"/operations/{op['id']}")
+            if current["status"] != "running":
+                if stack:
+                    try:
+                        for e in self._call("GET", f"/stacks/{stack}/events?after={seen}"):
+                            on_event(Event(at=e["at"], source="stack", resource=e["resource"],
+                                           status=e["status"], reason=e["reason"]))
+                    except errors.NotFound:
+                        pass
+                if current["status"] == "failed":
+                    raise remote_error(current["error"])
+                return current["result"]
+            time.sleep(POLL_S)
+
+    # -- the port ---------------------------------------------------------------------------
+    def state(self) -> CloudState:
+        return Store.read(self.dir / "state.json")
+
+    def raw_state(self) -> dict:
+        return self._call("GET", "/state")
+
+    def ensure_environment(self, strategy: str, template: Path, parameters: dict[str, str],
+                           on_event: OnEvent) -> EnvironmentView:
+        view = self.describe_environment(strategy)
+        if view is not None and view.stack_status not in ("ROLLBACK_COMPLETE",
+                                                          "DELETE_COMPLETE"):
+            return view
+        op = self._call("POST", "/stacks", {"strategy": strategy, "template": str(template),
+                                            "parameters": parameters})
+        self._follow(op, stack_name(strategy), on_event)
+        view = self.describe_environment(strategy)
+        assert view is not None
+        return view
+
+    def describe_environment(self, strategy: str) -> EnvironmentView | None:
+        state = self.raw_state()
+        stack = state["stacks"].get(stack_name(strategy))
+        if stack is None:
+            return None
+        return environment_view(stack, state)
+
+    def destroy_environment(self, strategy: str, on_event: OnEvent) -> None:
+        if not self.running() and self.state().stack_for(strategy) is None:
+            return
+        if self.describe_environment(strategy) is None:
+            return
+        op = self._call("POST", f"/stacks/{stack_name(strategy)}/delete")
+        self._follow(op, stack_name(strategy), on_event)
+
+    def destroy_all(self, on_event: OnEvent) -> None:
+        if not self.running() and not self.state().stacks:
+            return
+        for name in list(self.raw_state()["stacks"]):
+            op = self._call("POST", f"/stacks/{name}/delete")
+            self._follow(op, name, on_event)
+        self.stop_supervisor()
+
+    def stop_supervisor(self, timeout: float = 30.0) -> None:
+        info = self.supervisor_info()
+        if info is None:
+            return
+        try:
+            self._call("POST", "/shutdown")
+        except errors.CloudError:
+            pass
+        deadline = time.monotonic() + timeout
+        while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._url = None
+
+    def update_stack(self, strategy: str, parameters: dict[str, str],
+                     on_event: OnEvent) -> StackResult:
+        name = stack_name(strategy)
+        op = self._call("POST", f"/stacks/{name}/update", {"parameters": parameters})
+        try:
+            self._follow(op, name, on_event)
+        except errors.CloudError:
+            raise
+        except errors.DeployerError:
+            pass  # the stack's final status below says what happened
+        stack = self.raw_state()["stacks"][name]
+        return StackResult(stack_name=name, status=stack["status"],
+                           reason=stack.get("status_reason", ""))
+
+    def put_artifact(self, strategy: str, key: str, path: Path) -> Artifact:
+        bucket = f"{stack_name(strategy)}-artifacts"
+        return Artifact(**self._call("POST", "/artifacts", {"bucket": bucket, "key": key,
+                                                            "path": str(path)}))
+
+    def deploy_revision(self, strategy: str, revision: Artifact, on_event: OnEvent, *,
+                        ignore_application_stop_failures: bool = False) -> DeploymentResult:
+        op = self._call("POST", "/deployments", {
+            "stack": stack_name(strategy), "revision": revision.model_dump(),
+            "ignore_application_stop_failures": ignore_application_stop_failures})
+        result = self._follow(op, stack_name(strategy), on_event)
+        return DeploymentResult(**result)
+
+    def build_image(self, template: Path, variables: dict[str, str],
+                    on_event: OnEvent) -> Image:
+        op = self._call("POST", "/images/build", {"template": str(template),
+                                                  "variables": variables})
+        return Image(**self._follow(op, None, on_event))
+
+    def list_images(self) -> list[Image]:
+        return [Image(image_id=i.image_id, name=i.name, release=i.tags.get("Release"),
+                      size_bytes=i.size_bytes, created_at=i.created_at, tags=i.tags)
+                for i in self.state().images.values() if i.state == "available"]
+
+    def target_health(self, strategy: str) -> list[TargetHealth]:
+        stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
+        return [TargetHealth(target_id=tid, state=t["state"], reason=t.get("reason", ""))
+                for tid, t in stack.get("targets", {}).items()]
+
+
+def environment_view(stack: dict, state: dict) -> EnvironmentView:
+    instances = []
+    for inst in state["instances"].values():
+        if inst["stack"] != stack["name"] or inst["state"] == "terminated":
+            continue
+        target = stack.get("targets", {}).get(inst["instance_id"], {})
+        instances.append(InstanceView(
+            instance_id=inst["instance_id"], state=inst["state"], image_id=inst["image_id"],
+            release=inst["release"], target_health=target.get("state"), pid=inst["pid"],
+            endpoint=f"127.0.0.1:{inst['port']}"))
+    return EnvironmentView(
+        strategy=stack["strategy"], stack_name=stack["name"], stack_status=stack["status"],
+        url=stack.get("url"), parameters=stack.get("parameters", {}),
+        outputs=stack.get("outputs", {}), instances=instances,
+        release=stack.get("parameters", {}).get("EtherpadVersion"))
+
+
+def remote_error(payload: dict) -> errors.DeployerError:
+    """Rebuild the supervisor's error as the same type on this side."""
+    cls = getattr(errors, payload.get("type", ""), None)
+    message = payload.get("message", "the local cloud failed")
+    if isinstance(cls, type) and issubclass(cls, errors.DeployerError) and cls not in (
+            errors.ConfigError, errors.UnsupportedProperty):
+        err = cls.__new__(cls)
+        errors.DeployerError.__init__(err, message)
+        return err
+    if cls in (errors.ConfigError, errors.UnsupportedProperty):
+        return errors.ConfigError(message)
+    return errors.CloudError(f"local cloud: {message}")

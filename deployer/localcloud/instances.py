@@ -1,0 +1,273 @@
+"""Instances and images of the local cloud: real processes, real directory trees.
+
+An instance is a process group led by a small init (``instance_init``) that runs the launch
+template's user data as a real script, keeps its output like cloud-init-output.log and then
+waits. Every process of an instance carries ``DEPLOYER_INSTANCE_ID`` in its environment, so
+processes that left the group (setsid, double fork) are still found when it terminates.
+
+An image is a directory tree. Launching from an image clones the tree with hardlinks, so a
+150 MB, 20,000-file Etherpad image launches in a fraction of a second; files under ``var/``
+(where Etherpad and the scripts write in place) are copied instead, and the scripts write
+configuration by rename, so an instance never writes through into its image.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from deployer import logs
+from deployer.errors import CloudError, NotFound
+from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
+
+MARKER = "DEPLOYER_INSTANCE_ID"
+TERMINATE_GRACE_S = 10.0
+# Written in place by the app or its scripts: copied, not linked, when launching from an image.
+COPIED_DIRS = ("var",)
+
+log = logs.get_logger(component="instances")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    """(bytes, files) of a tree, hardlinks counted once."""
+    seen: set[tuple[int, int]] = set()
+    size = files = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            files += 1
+            size += st.st_size
+    return size, files
+
+
+def clone_tree(src: Path, dst: Path) -> None:
+    """Hardlink clone of ``src`` at ``dst``; ``var/`` directories are real copies."""
+    if dst.exists():
+        raise CloudError(f"cannot launch into {dst}: it already exists")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["cp", "-al", str(src), str(dst)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CloudError(f"cloning image {src} failed: {result.stderr.strip()}")
+    for dirpath, dirnames, _ in os.walk(dst):
+        for name in list(dirnames):
+            if name in COPIED_DIRS:
+                linked = Path(dirpath) / name
+                original = src / linked.relative_to(dst)
+                shutil.rmtree(linked)
+                shutil.copytree(original, linked, symlinks=True)
+                dirnames.remove(name)
+        # Don't descend into node_modules looking for var/: nothing writes there.
+        if "node_modules" in dirnames:
+            dirnames.remove("node_modules")
+
+
+# -- processes ------------------------------------------------------------------------------
+def _environ_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return b""
+
+
+def instance_pids(instance_id: str) -> list[int]:
+    """Every live process that belongs to the instance, wherever it moved."""
+    needle = f"{MARKER}={instance_id}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        env = _environ_of(int(entry))
+        if needle + b"\0" in env or env.endswith(needle):
+            if _state_of(int(entry)) not in ("Z", "X", ""):
+                pids.append(int(entry))
+    return pids
+
+
+def _state_of(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
+def is_instance_alive(record: InstanceRecord) -> bool:
+    """The init process is alive and really is this instance's (not a reused pid)."""
+    if not record.pid:
+        return False
+    env = _environ_of(record.pid)
+    return f"{MARKER}={record.instance_id}".encode() in env and \
+        _state_of(record.pid) not in ("Z", "X", "")
+
+
+def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_instance_processes(instance_id: str, pgid: int | None,
+                            grace_s: float = TERMINATE_GRACE_S) -> None:
+    """SIGTERM to the group and every marked process; SIGKILL what remains after the grace."""
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _signal_all(instance_pids(instance_id), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not instance_pids(instance_id):
+            return
+        time.sleep(0.05)
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _signal_all(instance_pids(instance_id), signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while instance_pids(instance_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class InstanceLauncher:
+    """Starts and stops instance processes. Pure mechanism: the Auto Scaling group decides."""
+
+    def __init__(self, home: Path, control_url: str, bin_dir: Path) -> None:
+        self.home = home
+        self.control_url = control_url
+        self.bin_dir = bin_dir
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def root_of(self, instance_id: str) -> Path:
+        return self.home / "instances" / instance_id / "root"
+
+    def prepare_root(self, record: InstanceRecord, image: ImageRecord | None) -> Path:
+        root = self.root_of(record.instance_id)
+        if image is not None:
+            clone_tree(Path(image.root), root)
+        else:
+            root.mkdir(parents=True)
+        for sub in ("var/log", "var/lib/cloud/instance", "opt", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return root
+
+    def instance_env(self, record: InstanceRecord, extra: dict[str, str]) -> dict[str, str]:
+        root = record.root
+        env = {
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            MARKER: record.instance_id,
+            "INSTANCE_ID": record.instance_id,
+            "INSTANCE_ROOT": root,
+            "ETHERPAD_HOME": f"{root}/opt/etherpad",
+            "ETHERPAD_PORT": str(record.port),
+            "ETHERPAD_IP": "127.0.0.1",
+            "DEPLOYER_CONTROL_URL": self.control_url,
+            "TMPDIR": f"{root}/tmp",
+        }
+        # npm's cache is the machine's: instances install offline from the warm cache.
+        for name in ("npm_config_cache", "NPM_CONFIG_CACHE", "DEPLOYER_HOME", "NODE_OPTIONS",
+                     "npm_config_registry", "NPM_CONFIG_REGISTRY", "NPM_CONFIG_USERCONFIG"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.update(extra)
+        return env
+
+    def start(self, record: InstanceRecord, user_data: str | None, env: dict[str, str]) -> int:
+        root = Path(record.root)
+        script = root / "var/lib/cloud/instance/user-data.txt"
+        script.write_text(user_data or "")
+        script.chmod(0o700)
+        cmd = [sys.executable, "-m", "deployer.localcloud.instance_init", "--root", str(root)]
+        if user_data:
+            cmd += ["--user-data", str(script)]
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True)
+        self._children[record.instance_id] = proc
+        log.info("instance.started", instance_id=record.instance_id, pid=proc.pid,
+                 port=record.port, image_id=record.image_id)
+        return proc.pid
+
+    def terminate(self, record: InstanceRecord, grace_s: float = TERMINATE_GRACE_S) -> None:
+        kill_instance_processes(record.instance_id, record.pid, grace_s)
+        child = self._children.pop(record.instance_id, None)
+        if child is not None:
+            try:
+                child.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+        record.state = InstanceState.TERMINATED
+        record.terminated_at = time.time()
+        log.info("instance.terminated", instance_id=record.instance_id)
+
+    def reap(self) -> None:
+        """Collect exit statuses of instance inits this process started."""
+        for proc in self._children.values():
+            proc.poll()
+
+    def delete_root(self, record: InstanceRecord) -> None:
+        shutil.rmtree(self.home / "instances" / record.instance_id, ignore_errors=True)
+
+
+class ImageStore:
+    """Images as directory trees under ``<home>/images/<ami-id>/root``."""
+
+    def __init__(self, home: Path) -> None:
+        self.dir = home / "images"
+
+    def register(self, source_root: Path, name: str, tags: dict[str, str]) -> ImageRecord:
+        image_id = new_id("ami")
+        target = self.dir / image_id / "root"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A real copy: the image must not change when the builder instance goes away.
+        result = subprocess.run(["cp", "-a", str(source_root), str(target)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(target.parent, ignore_errors=True)
+            raise CloudError(f"registering image {name} failed: {result.stderr.strip()}")
+        size, files = tree_size(target)
+        return ImageRecord(image_id=image_id, name=name, root=str(target), size_bytes=size,
+                           files=files, tags=tags)
+
+    def deregister(self, image: ImageRecord) -> None:
+        shutil.rmtree(self.dir / image.image_id, ignore_errors=True)
+        image.state = "deregistered"
+
+    @staticmethod
+    def require(images: dict[str, ImageRecord], image_id: str) -> ImageRecord:
+        image = images.get(image_id)
+        if image is None or image.state != "available":
+            raise NotFound(f"image {image_id} does not exist",
+                           hint="see 'deployer images list' for the images there are")
+        return image

@@ -1,0 +1,172 @@
+"""The local cloud's state: plain objects with explicit lifecycle states, persisted on disk.
+
+Like moto's backends, state is separate from the code that advances it. One JSON file holds
+everything; writes are atomic (write, fsync, rename) so a SIGKILL at any moment leaves
+either the old or the new state, never half of one. The supervisor is the only writer; any
+CLI process may read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class StackStatus(StrEnum):
+    CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+    CREATE_COMPLETE = "CREATE_COMPLETE"
+    CREATE_FAILED = "CREATE_FAILED"
+    ROLLBACK_IN_PROGRESS = "ROLLBACK_IN_PROGRESS"
+    ROLLBACK_COMPLETE = "ROLLBACK_COMPLETE"
+    UPDATE_IN_PROGRESS = "UPDATE_IN_PROGRESS"
+    UPDATE_COMPLETE = "UPDATE_COMPLETE"
+    UPDATE_ROLLBACK_IN_PROGRESS = "UPDATE_ROLLBACK_IN_PROGRESS"
+    UPDATE_ROLLBACK_COMPLETE = "UPDATE_ROLLBACK_COMPLETE"
+    UPDATE_ROLLBACK_FAILED = "UPDATE_ROLLBACK_FAILED"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+    DELETE_COMPLETE = "DELETE_COMPLETE"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.endswith("_IN_PROGRESS")
+
+
+class InstanceState(StrEnum):
+    """EC2 instance states (the subset a local process can be in)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SHUTTING_DOWN = "shutting-down"
+    TERMINATED = "terminated"
+
+
+class LifecycleState(StrEnum):
+    """Auto Scaling lifecycle states of an instance in a group."""
+
+    PENDING = "Pending"
+    IN_SERVICE = "InService"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+class InstanceRecord(BaseModel):
+    instance_id: str
+    stack: str
+    group: str  # logical id of the Auto Scaling group
+    root: str
+    port: int
+    pid: int | None = None
+    state: InstanceState = InstanceState.PENDING
+    lifecycle: LifecycleState = LifecycleState.PENDING
+    health: str = "Healthy"  # Auto Scaling health status: Healthy | Unhealthy
+    image_id: str | None = None
+    launch_template_version: str = ""
+    release: str | None = None
+    launched_at: float = Field(default_factory=time.time)
+    in_service_at: float | None = None
+    terminated_at: float | None = None
+    # cfn-signal: "SUCCESS" | "FAILURE" once received for this instance
+    signal: str | None = None
+
+
+class ImageRecord(BaseModel):
+    image_id: str
+    name: str
+    root: str
+    state: str = "available"  # pending | available | deregistered
+    size_bytes: int = 0
+    files: int = 0
+    created_at: float = Field(default_factory=time.time)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class StackEvent(BaseModel):
+    seq: int
+    at: float
+    resource: str
+    resource_type: str
+    status: str
+    reason: str = ""
+
+
+class StackRecord(BaseModel):
+    name: str
+    strategy: str
+    template: str
+    status: StackStatus
+    status_reason: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
+    previous_parameters: dict[str, str] = Field(default_factory=dict)
+    noecho: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    load_balancer_port: int | None = None
+    database: dict[str, str | int] = Field(default_factory=dict)
+    launch_template_version: str = ""
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    events: list[StackEvent] = Field(default_factory=list)
+
+
+class CloudState(BaseModel):
+    stacks: dict[str, StackRecord] = Field(default_factory=dict)
+    instances: dict[str, InstanceRecord] = Field(default_factory=dict)
+    images: dict[str, ImageRecord] = Field(default_factory=dict)
+    ssm: dict[str, str] = Field(default_factory=dict)
+
+    def stack_for(self, strategy: str) -> StackRecord | None:
+        return next((s for s in self.stacks.values() if s.strategy == strategy), None)
+
+    def live_instances(self, stack: str) -> list[InstanceRecord]:
+        return [i for i in self.instances.values()
+                if i.stack == stack and i.state is not InstanceState.TERMINATED]
+
+
+class Store:
+    """The one place state is loaded and saved. Thread-safe inside the supervisor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self.state = self._load()
+
+    def _load(self) -> CloudState:
+        if not self.path.exists():
+            return CloudState()
+        return CloudState.model_validate_json(self.path.read_text())
+
+    @classmethod
+    def read(cls, path: Path) -> CloudState:
+        """A read-only snapshot, for processes other than the supervisor."""
+        if not path.exists():
+            return CloudState()
+        return CloudState.model_validate_json(path.read_text())
+
+    def save(self) -> None:
+        with self.lock:
+            data = self.state.model_dump_json(indent=1)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path)
+
+    def add_event(self, stack: StackRecord, resource: str, resource_type: str, status: str,
+                  reason: str = "") -> StackEvent:
+        with self.lock:
+            event = StackEvent(seq=len(stack.events) + 1, at=time.time(), resource=resource,
+                               resource_type=resource_type, status=status, reason=reason)
+            stack.events.append(event)
+            self.save()
+            return event
+
+
+def dump_json(model: BaseModel) -> str:
+    return json.dumps(model.model_dump(mode="json"), indent=2)

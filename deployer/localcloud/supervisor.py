@@ -1,0 +1,401 @@
+"""The local cloud's supervisor: one process per data dir that runs every environment.
+
+It owns the running parts (load balancers, Auto Scaling groups, instance processes, the
+databases, CodeDeploy) and serves a small JSON API on loopback that the CLI (and
+``cfn-signal`` on the instances) talk to. Long activities — creating, updating, deleting a
+stack, a deployment, an image build — run as operations in threads; clients follow their
+events, as one follows CloudFormation stack events.
+
+Started on demand by any CLI command (:func:`deployer.localcloud.client.ensure_supervisor`).
+If it is killed (even SIGKILL), the next command starts a new one, which recovers from the
+state on disk: instances still running are adopted, lost ones replaced, nothing orphaned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+from deployer import errors, logs
+from deployer.localcloud.artifacts import ArtifactStore
+from deployer.localcloud.instances import ImageStore, InstanceLauncher
+from deployer.localcloud.stack import StackRuntime
+from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, Store
+
+log = logs.get_logger(component="supervisor")
+
+
+def cloud_dir(home: Path) -> Path:
+    return home / "localcloud"
+
+
+class Operation:
+    def __init__(self, kind: str, stack: str | None) -> None:
+        self.id = f"op-{uuid.uuid4().hex[:10]}"
+        self.kind = kind
+        self.stack = stack
+        self.status = "running"  # running | succeeded | failed
+        self.result: Any = None
+        self.error: dict | None = None
+        self.started_at = time.time()
+        self.pid_of_client: int | None = None
+
+    def view(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "stack": self.stack, "status": self.status,
+                "result": self.result, "error": self.error, "started_at": self.started_at}
+
+
+def error_payload(exc: BaseException) -> dict:
+    payload = {"type": type(exc).__name__, "message": str(exc)}
+    if not isinstance(exc, errors.DeployerError):
+        payload["traceback"] = traceback.format_exc()
+    return payload
+
+
+class Supervisor:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.dir = cloud_dir(home)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.dir / "state.json")
+        self.bin_dir = self.dir / "bin"
+        self.artifacts = ArtifactStore(home)
+        self.images = ImageStore(home)
+        self.stacks: dict[str, StackRuntime] = {}
+        self.operations: dict[str, Operation] = {}
+        self.stack_locks: dict[str, threading.Lock] = {}
+        self.server: ThreadingHTTPServer | None = None
+        self.launcher: InstanceLauncher | None = None  # type: ignore[assignment]
+        self.stopping = threading.Event()
+        self.codedeploy = None  # set by attach_codedeploy, if available
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
+        self.server.daemon_threads = True
+        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.launcher = InstanceLauncher(self.home, url, self.bin_dir)
+        write_instance_tools(self.bin_dir)
+        self.attach_codedeploy()
+        self.recover()
+        (self.dir / "supervisor.json").write_text(json.dumps(
+            {"pid": os.getpid(), "url": url, "started_at": time.time()}))
+        log.info("supervisor.ready", url=url, pid=os.getpid())
+        threading.Thread(target=self._tick, name="tick", daemon=True).start()
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
+        self.server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self, stop_stacks: bool = False) -> None:
+        """Stop serving. With ``stop_stacks``, every stack is deleted first."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if stop_stacks:
+            for runtime in list(self.stacks.values()):
+                runtime.delete()
+        else:
+            for runtime in self.stacks.values():
+                if runtime.lb:
+                    runtime.lb.stop()
+        try:
+            (self.dir / "supervisor.json").unlink()
+        except FileNotFoundError:
+            pass
+        if self.server:
+            self.server.shutdown()
+
+    def recover(self) -> None:
+        for record in list(self.store.state.stacks.values()):
+            if record.status in (StackStatus.DELETE_COMPLETE, StackStatus.ROLLBACK_COMPLETE):
+                continue
+            runtime = StackRuntime(self, record)
+            self.stacks[record.name] = runtime
+            try:
+                runtime.recover()
+            except errors.DeployerError as exc:
+                log.error("stack.recover_failed", stack=record.name, reason=str(exc))
+        # Instances of stacks that no longer exist must not survive us.
+        for inst in self.store.state.instances.values():
+            if inst.stack not in self.stacks and inst.state is not InstanceState.TERMINATED:
+                self.launcher.terminate(inst, grace_s=2.0)
+        self.store.save()
+
+    def _tick(self) -> None:
+        while not self.stopping.is_set():
+            time.sleep(1.0)
+            self.launcher.reap()
+            for runtime in list(self.stacks.values()):
+                lock = self.stack_locks.get(runtime.record.name)
+                if lock and lock.locked():
+                    continue
+                try:
+                    for group in runtime.groups.values():
+                        group.check_health()
+                    runtime.ensure_capacity()
+                except Exception as exc:  # keep the supervisor alive; the log says why
+                    log.error("tick.failed", stack=runtime.record.name, reason=str(exc))
+
+    # -- CodeDeploy wiring (the service lives in codedeploy.py) ----------------------------
+    def attach_codedeploy(self) -> None:
+        try:
+            from deployer.localcloud.codedeploy_wiring import LocalCodeDeploy
+        except ImportError:
+            return
+        self.codedeploy = LocalCodeDeploy(self)
+
+    def codedeploy_register(self, runtime: StackRuntime, model) -> None:
+        if self.codedeploy and (model.deployment_groups or model.codedeploy_applications):
+            self.codedeploy.register(runtime, model)
+
+    def codedeploy_hook(self, runtime: StackRuntime) -> Callable | None:
+        if self.codedeploy is None:
+            return None
+        return lambda record: self.codedeploy.before_in_service(runtime, record)
+
+    # -- operations -------------------------------------------------------------------------
+    def start_operation(self, kind: str, stack: str | None, fn: Callable[[], Any]) -> Operation:
+        op = Operation(kind, stack)
+        if stack is not None:
+            lock = self.stack_locks.setdefault(stack, threading.Lock())
+            if not lock.acquire(blocking=False):
+                running = next((o for o in self.operations.values()
+                                if o.stack == stack and o.status == "running"), None)
+                age = f"{time.time() - running.started_at:.0f}s" if running else "?"
+                raise errors.LockedError(
+                    f"stack {stack} is busy with {running.kind if running else 'an operation'}"
+                    f" ({running.id if running else '?'}, running for {age})",
+                    hint="wait for it to finish, or follow it with 'deployer status'")
+        else:
+            lock = None
+        self.operations[op.id] = op
+
+        def run() -> None:
+            try:
+                op.result = fn()
+                op.status = "succeeded"
+            except BaseException as exc:  # reported to the client, never lost
+                op.status = "failed"
+                op.error = error_payload(exc)
+                log.error("operation.failed", op=op.id, kind=kind, reason=str(exc))
+            finally:
+                if lock:
+                    lock.release()
+
+        threading.Thread(target=run, name=f"{kind}-{op.id}", daemon=True).start()
+        return op
+
+    def create_stack(self, strategy: str, template: str, parameters: dict[str, str]) -> Operation:
+        name = f"etherpad-{strategy}"
+        existing = self.store.state.stacks.get(name)
+        if existing and existing.status not in (StackStatus.DELETE_COMPLETE,
+                                                StackStatus.ROLLBACK_COMPLETE):
+            raise errors.StateError(f"stack {name} already exists ({existing.status.value})",
+                                    hint="use 'deployer down' first, or release into it")
+        record = StackRecord(name=name, strategy=strategy, template=template,
+                             status=StackStatus.CREATE_IN_PROGRESS, parameters=parameters)
+        with self.store.lock:
+            self.store.state.stacks[name] = record
+            self.store.save()
+        runtime = StackRuntime(self, record)
+        self.stacks[name] = runtime
+        return self.start_operation("create", name, runtime.create)
+
+    def runtime(self, name: str) -> StackRuntime:
+        runtime = self.stacks.get(name)
+        if runtime is None:
+            raise errors.NotFound(f"stack {name} does not exist",
+                                  hint="create it with 'deployer up --strategy ...'")
+        return runtime
+
+    def update_stack(self, name: str, parameters: dict[str, str]) -> Operation:
+        runtime = self.runtime(name)
+        return self.start_operation("update", name, lambda: runtime.update(parameters))
+
+    def delete_stack(self, name: str) -> Operation:
+        runtime = self.runtime(name)
+
+        def delete() -> None:
+            runtime.delete()
+            with self.store.lock:
+                self.store.state.stacks.pop(name, None)
+                for iid in [i for i, r in self.store.state.instances.items() if r.stack == name]:
+                    del self.store.state.instances[iid]
+                self.store.save()
+            self.stacks.pop(name, None)
+            if not self.stacks:
+                # Nothing left to run: leave no process behind.
+                threading.Timer(0.5, self.shutdown).start()
+
+        return self.start_operation("delete", name, delete)
+
+    def signal(self, payload: dict) -> dict:
+        """cfn-signal from an instance: SUCCESS or FAILURE for the instance's resource."""
+        instance_id = payload.get("instance_id", "")
+        with self.store.lock:
+            record = self.store.state.instances.get(instance_id)
+            if record is None:
+                raise errors.NotFound(f"instance {instance_id} is not known to the local cloud")
+            stack = self.store.state.stacks.get(record.stack)
+            if payload.get("stack") and stack and payload["stack"] != stack.name:
+                raise errors.NotFound(f"stack {payload['stack']} does not exist")
+            if payload.get("resource") and payload["resource"] != record.group:
+                raise errors.NotFound(f"resource {payload['resource']} is not in stack "
+                                      f"{record.stack}")
+            record.signal = "SUCCESS" if int(payload.get("exit_code", 0)) == 0 else "FAILURE"
+            self.store.save()
+        if stack:
+            self.store.add_event(stack, record.group, "AWS::AutoScaling::AutoScalingGroup",
+                                 "SIGNAL_RECEIVED",
+                                 f"Received {record.signal} signal with UniqueId {instance_id}")
+        return {"ok": True}
+
+    # -- views ------------------------------------------------------------------------------
+    def view(self) -> dict:
+        with self.store.lock:
+            state = json.loads(self.store.state.model_dump_json())
+        for name, runtime in self.stacks.items():
+            stack = state["stacks"].get(name)
+            if stack is None:
+                continue
+            stack["url"] = runtime.lb.url if runtime.lb else None
+            stack["targets"] = {tid: {"state": str(t.state.value), "reason": t.reason}
+                                for tid, t in runtime.lb.states().items()} if runtime.lb else {}
+            stack["health_history"] = [h.model_dump(mode="json") if hasattr(h, "model_dump")
+                                       else dict(h.__dict__) for h in
+                                       (runtime.lb.history() if runtime.lb else [])][-200:]
+            for key in stack.get("noecho", []):
+                if key in stack["parameters"]:
+                    stack["parameters"][key] = "****"
+            stack["database"] = {k: ("****" if k == "password" else v)
+                                 for k, v in stack.get("database", {}).items()}
+        state["supervisor"] = {"pid": os.getpid()}
+        state["operations"] = [op.view() for op in self.operations.values()]
+        return state
+
+
+def write_instance_tools(bin_dir: Path) -> None:
+    """Put ``cfn-signal`` on the instances' PATH: it signals this supervisor."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / "cfn-signal"
+    tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.cfn_signal import main\n"
+                    "main()\n")
+    tool.chmod(0o755)
+
+
+def make_handler(sup: Supervisor):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _send(self, status: int, payload: Any) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self) -> dict:
+            length = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(length) or b"{}") if length else {}
+
+        def _dispatch(self, method: str) -> None:
+            path = self.path.split("?", 1)[0].strip("/").split("/")
+            try:
+                payload = route(sup, method, path, self._body() if method != "GET" else {},
+                                self.path)
+                self._send(200, payload)
+            except errors.DeployerError as exc:
+                status = 404 if isinstance(exc, errors.NotFound) else 409 if isinstance(
+                    exc, errors.StateError) else 400
+                self._send(status, {"error": error_payload(exc)})
+            except Exception as exc:
+                log.error("api.failed", path=self.path, reason=repr(exc))
+                self._send(500, {"error": error_payload(exc)})
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+    return Handler
+
+
+def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -> Any:
+    match method, path:
+        case "GET", ["health"]:
+            return {"ok": True, "pid": os.getpid()}
+        case "GET", ["state"]:
+            return sup.view()
+        case "GET", ["operations", op_id]:
+            op = sup.operations.get(op_id)
+            if op is None:
+                raise errors.NotFound(f"operation {op_id} is not known")
+            return op.view()
+        case "GET", ["stacks", name, "events"]:
+            after = int(raw.split("after=", 1)[1]) if "after=" in raw else 0
+            record = sup.store.state.stacks.get(name)
+            if record is None:
+                raise errors.NotFound(f"stack {name} does not exist")
+            return [e.model_dump() for e in record.events if e.seq > after]
+        case "POST", ["stacks"]:
+            return sup.create_stack(body["strategy"], body["template"], body["parameters"]).view()
+        case "POST", ["stacks", name, "update"]:
+            return sup.update_stack(name, body["parameters"]).view()
+        case "POST", ["stacks", name, "delete"]:
+            return sup.delete_stack(name).view()
+        case "POST", ["signal"]:
+            return sup.signal(body)
+        case "POST", ["artifacts"]:
+            artifact = sup.artifacts.put(body["bucket"], body["key"], Path(body["path"]))
+            return artifact.model_dump()
+        case "POST", ["deployments"]:
+            if sup.codedeploy is None:
+                raise errors.CloudError("CodeDeploy is not available in this local cloud")
+            return sup.codedeploy.start_deployment(body).view()
+        case "POST", ["images", "build"]:
+            from deployer.localcloud.imagebuilder import build_image_operation
+            return build_image_operation(sup, body).view()
+        case "POST", ["images", "deregister"]:
+            from deployer.localcloud.imagebuilder import deregister_image
+            return deregister_image(sup, body["image_id"])
+        case "POST", ["shutdown"]:
+            threading.Thread(target=sup.shutdown, kwargs={"stop_stacks": bool(
+                body.get("delete_stacks"))}).start()
+            return {"ok": True}
+    raise errors.NotFound(f"no such API: {method} /{'/'.join(path)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="deployer-supervisor")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args()
+    home = Path(args.home)
+    cloud_dir(home).mkdir(parents=True, exist_ok=True)
+    logs.configure("json")
+    # One supervisor per data dir: the lock is held for the process's whole life.
+    lock_file = open(cloud_dir(home) / "supervisor.lock", "w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another supervisor is running for this data dir", file=sys.stderr)
+        sys.exit(0)
+    Supervisor(home).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Pick the cloud adapter for a target: ``local`` (embedded, the default) or ``aws``."""
+
+from __future__ import annotations
+
+from deployer.errors import UsageError
+from deployer.port import CloudPort
+
+TARGETS = ("local", "aws")
+
+
+def get_cloud(target: str) -> CloudPort:
+    if target == "local":
+        from deployer.localcloud.client import LocalCloud
+
+        return LocalCloud()
+    if target == "aws":
+        try:
+            from deployer.aws.provider import AwsCloud
+        except ImportError as exc:
+            raise UsageError("the aws target is not available in this build of deployer",
+                             hint="use --target local") from exc
+        return AwsCloud()
+    raise UsageError(f"unknown target {target!r}", hint="use local or aws")

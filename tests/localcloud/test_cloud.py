@@ -1,0 +1,187 @@
+"""The local cloud end to end with a stand-in app: stacks, rolling updates, signals, recovery.
+
+Every test drives the real supervisor process, real instance processes and the real load
+balancer through the same client the CLI uses, with the health poller watching.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deployer.analysis import analyse
+from deployer.errors import ConfigError
+from deployer.localcloud.client import LocalCloud
+from deployer.localcloud.instances import MARKER
+from deployer.poller import HealthPoller
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEMPLATE = FIXTURES / "app-stack.yaml"
+APP = FIXTURES / "app.py"
+STRATEGY = "fixture"
+
+pytestmark = pytest.mark.slow
+
+
+def marked_processes(home: Path) -> list[int]:
+    """Processes of any instance of this data dir (found by their environment marker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if MARKER.encode() in env and str(home).encode() in env:
+            pids.append(int(entry))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def cloud(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    # Instances inherit DEPLOYER_HOME: it lets the test find every process of this cloud.
+    monkeypatch.setenv("DEPLOYER_HOME", str(home))
+    cloud = LocalCloud(home)
+    events: list = []
+    cloud.events = events  # type: ignore[attr-defined]
+    yield cloud
+    cloud.destroy_all(events.append)
+    deadline = time.monotonic() + 20
+    while marked_processes(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftovers = marked_processes(home)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def params(release: str, **extra: str) -> dict[str, str]:
+    return {"EtherpadVersion": release, "AppScript": str(APP), "StartDelay": "0.5", **extra}
+
+
+def watch(url: str):
+    poller = HealthPoller(url, hz=20, timeout=2.0)
+    poller.start()
+    return poller
+
+
+def finish(poller: HealthPoller):
+    time.sleep(0.5)
+    probes = poller.stop()
+    return analyse(probes, url=poller.url, hz=poller.hz,
+                   duration_s=max((p.sent_s for p in probes), default=0.0))
+
+
+def test_create_update_and_down(cloud: LocalCloud):
+    view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+    assert view.stack_status == "CREATE_COMPLETE"
+    assert len(view.instances) == 1 and view.instances[0].release == "1.0"
+    statuses = [e.status for e in cloud.events]
+    assert "SIGNAL_RECEIVED" in statuses and statuses[-1] == "CREATE_COMPLETE"
+
+    poller = watch(view.url)
+    result = cloud.update_stack(STRATEGY, {"EtherpadVersion": "2.0"}, cloud.events.append)
+    report = finish(poller)
+    assert result.status == "UPDATE_COMPLETE", result
+    assert report.zero_downtime, report.downtime_windows
+    assert [v.version for v in report.versions] == ["1.0", "2.0"]
+    after = cloud.describe_environment(STRATEGY)
+    assert [i.release for i in after.instances] == ["2.0"]
+    assert after.instances[0].target_health == "healthy"
+
+    supervisor = cloud.supervisor_info()["pid"]
+    cloud.destroy_all(cloud.events.append)
+    assert not alive(supervisor)
+    assert marked_processes(cloud.home) == []
+
+
+def test_signal_before_serving_shows_downtime(cloud: LocalCloud):
+    view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", StartDelay="1.5"),
+                                    cloud.events.append)
+    poller = watch(view.url)
+    result = cloud.update_stack(STRATEGY, {"EtherpadVersion": "2.0", "SignalEarly": "true"},
+                                cloud.events.append)
+    time.sleep(3.0)  # the new instance serves only after its start delay and a health check
+    report = finish(poller)
+    assert result.status == "UPDATE_COMPLETE"
+    assert not report.zero_downtime
+    assert report.probes.failed > 0
+
+
+def test_failed_batch_rolls_back_to_the_previous_launch_template(cloud: LocalCloud):
+    view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+    poller = watch(view.url)
+    result = cloud.update_stack(STRATEGY, {"EtherpadVersion": "2.0", "FailStart": "true"},
+                                cloud.events.append)
+    report = finish(poller)
+    assert result.status == "UPDATE_ROLLBACK_COMPLETE"
+    assert "FAILURE" in result.reason or "SUCCESS signal" in result.reason
+    assert report.zero_downtime, report.downtime_windows
+    assert {v.version for v in report.versions} == {"1.0"}
+    after = cloud.describe_environment(STRATEGY)
+    assert after.parameters["EtherpadVersion"] == "1.0"
+    assert [i.release for i in after.instances] == ["1.0"]
+
+
+def test_bad_parameter_changes_nothing(cloud: LocalCloud):
+    cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+    with pytest.raises(ConfigError, match="SignalEarly"):
+        cloud.update_stack(STRATEGY, {"SignalEarly": "maybe"}, cloud.events.append)
+    assert cloud.describe_environment(STRATEGY).stack_status == "CREATE_COMPLETE"
+
+
+def test_supervisor_sigkill_recovers(cloud: LocalCloud):
+    view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", Capacity="2",
+                                                               MaxCapacity="3"),
+                                    cloud.events.append)
+    before = {i.instance_id: i.pid for i in view.instances}
+    old_supervisor = cloud.supervisor_info()["pid"]
+    # One instance dies with the supervisor; the other keeps running unsupervised.
+    lost = next(iter(before))
+    os.kill(old_supervisor, signal.SIGKILL)
+    os.killpg(before[lost], signal.SIGKILL)
+    time.sleep(0.5)
+
+    cli = subprocess.run([sys.executable, "-m", "deployer", "status", "--json"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DEPLOYER_HOME": str(cloud.home)})
+    assert cli.returncode == 0, cli.stderr
+    doc = json.loads(cli.stdout)
+    assert doc["supervisor"]["pid"] != old_supervisor
+    cloud._url = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        env = cloud.describe_environment(STRATEGY)
+        healthy = [i for i in env.instances if i.target_health == "healthy"]
+        if len(env.instances) == 2 and len(healthy) == 2:
+            break
+        time.sleep(0.5)
+    ids = {i.instance_id for i in env.instances}
+    adopted = set(before) - {lost}
+    assert adopted <= ids, "the surviving instance was not adopted"
+    assert lost not in ids and len(ids) == 2, "the lost instance was not replaced"
+    assert len(healthy) == 2
+    # Nothing orphaned: every marked process belongs to a live instance.
+    live_pids = {i.pid for i in env.instances}
+    for pid in marked_processes(cloud.home):
+        assert os.getpgid(pid) in live_pids
