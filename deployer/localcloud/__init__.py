@@ -1,1 +1,1 @@
-"""The embedded local cloud: the AWS parts the strategies use, on loopback, on one machine."""
+"""The embedded local cloud: the AWS parts the strategies use, on loopback, with state on disk."""
