@@ -107,7 +107,7 @@ class LocalCloud(CloudPort):
                                     hint="run the command again; it restarts the supervisor")
 
     def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
-        seen = 0
+        seen = op_seen = 0
         if stack:
             seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
                        default=0) if op.get("kind") != "create" else 0
@@ -121,7 +121,10 @@ class LocalCloud(CloudPort):
                     seen = max(seen, e["seq"])
                     on_event(Event(at=e["at"], source="stack", resource=e["resource"],
                                    status=e["status"], reason=e["reason"]))
-            current = self._call("GET", f"/operations/{op['id']}")
+            current = self._call("GET", f"/operations/{op['id']}?after={op_seen}")
+            for e in current.get("events", []):
+                on_event(Event(**e))
+            op_seen = current.get("events_total", op_seen)
             if current["status"] != "running":
                 if stack:
                     try:

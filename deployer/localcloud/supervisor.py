@@ -51,9 +51,12 @@ class Operation:
         self.started_at = time.time()
         self.pid_of_client: int | None = None
 
-    def view(self) -> dict:
+    def view(self, events_after: int = 0) -> dict:
+        events = getattr(self, "events", [])
         return {"id": self.id, "kind": self.kind, "stack": self.stack, "status": self.status,
-                "result": self.result, "error": self.error, "started_at": self.started_at}
+                "result": self.result, "error": self.error, "started_at": self.started_at,
+                "events": [e.model_dump() for e in events[events_after:]],
+                "events_total": len(events)}
 
 
 def error_payload(exc: BaseException) -> dict:
@@ -349,7 +352,8 @@ def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -
             op = sup.operations.get(op_id)
             if op is None:
                 raise errors.NotFound(f"operation {op_id} is not known")
-            return op.view()
+            after = int(raw.split("after=", 1)[1]) if "after=" in raw else 0
+            return op.view(after)
         case "GET", ["stacks", name, "events"]:
             after = int(raw.split("after=", 1)[1]) if "after=" in raw else 0
             record = sup.store.state.stacks.get(name)
@@ -372,10 +376,10 @@ def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -
                 raise errors.CloudError("CodeDeploy is not available in this local cloud")
             return sup.codedeploy.start_deployment(body).view()
         case "POST", ["images", "build"]:
-            from deployer.localcloud.imagebuilder import build_image_operation
+            from deployer.localcloud.baking import build_image_operation
             return build_image_operation(sup, body).view()
         case "POST", ["images", "deregister"]:
-            from deployer.localcloud.imagebuilder import deregister_image
+            from deployer.localcloud.baking import deregister_image
             return deregister_image(sup, body["image_id"])
         case "POST", ["shutdown"]:
             threading.Thread(target=sup.shutdown, kwargs={"stop_stacks": bool(
