@@ -1,1 +1,1 @@
-"""The embedded local cloud: the AWS parts the strategies use, rebuilt on loopback."""
+"""The embedded local cloud: the AWS parts the strategies use, on loopback, with state on disk."""

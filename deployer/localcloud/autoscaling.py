@@ -221,17 +221,23 @@ class AutoScalingGroup:
                         f"Rolling update batch {batch_no}: replacing {batch} instance(s)"
                         f" ({'launch then terminate' if launch_first else 'terminate then launch'})")
             victims = sorted(old, key=lambda i: (i.health == "Healthy", i.launched_at))[:batch]
+            count = batch
             if not launch_first:
                 for victim in victims:
                     self.terminate(victim, "rolling update")
-            fresh = [self.launch(new, release) for _ in range(batch)]
+                # Replace only up to the desired capacity: a rollback that retires instances
+                # of a failed batch needs no replacements for them.
+                count = min(batch, max(0, desired - len(self.instances())))
+            fresh = [self.launch(new, release) for _ in range(count)]
             self._await_batch(fresh, policy, batch_no)
             if launch_first:
                 for victim in victims:
                     self.terminate(victim, "rolling update")
         # Back to the desired capacity (launch-first may have left the group above it).
         surplus = len(self.instances()) - desired
-        for victim in sorted(self.instances(), key=lambda i: i.launched_at)[:max(0, surplus)]:
+        order = sorted(self.instances(), key=lambda i: (
+            i.launch_template_version == new.version, i.health == "Healthy", i.launched_at))
+        for victim in order[:max(0, surplus)]:
             self.terminate(victim, "scale in to desired capacity")
 
     def _await_batch(self, fresh: list[InstanceRecord], policy: RollingUpdatePolicy,

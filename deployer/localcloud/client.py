@@ -7,6 +7,7 @@ a second.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -100,7 +101,7 @@ class LocalCloud(CloudPort):
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise remote_error(json.loads(exc.read() or b"{}").get("error", {})) from None
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             self._url = None
             raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
                                     hint="run the command again; it restarts the supervisor")

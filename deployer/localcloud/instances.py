@@ -240,6 +240,18 @@ class InstanceLauncher:
         shutil.rmtree(self.home / "instances" / record.instance_id, ignore_errors=True)
 
 
+# The public base images the local cloud knows: an instance launched from one starts with an
+# empty root on this machine's own OS. The public SSM parameters that name them resolve too.
+BASE_IMAGE_ID = "ami-0b45e0000000000c1"
+PUBLIC_SSM_PARAMETERS = {
+    "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id":
+        BASE_IMAGE_ID,
+    "/aws/service/canonical/ubuntu/server/jammy/stable/current/amd64/hvm/ebs-gp2/ami-id":
+        BASE_IMAGE_ID,
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64": BASE_IMAGE_ID,
+}
+
+
 class ImageStore:
     """Images as directory trees under ``<home>/images/<ami-id>/root``."""
 
@@ -265,7 +277,10 @@ class ImageStore:
         image.state = "deregistered"
 
     @staticmethod
-    def require(images: dict[str, ImageRecord], image_id: str) -> ImageRecord:
+    def require(images: dict[str, ImageRecord], image_id: str) -> ImageRecord | None:
+        """The image to launch from; None for the base image (an empty root)."""
+        if image_id == BASE_IMAGE_ID:
+            return None
         image = images.get(image_id)
         if image is None or image.state != "available":
             raise NotFound(f"image {image_id} does not exist",

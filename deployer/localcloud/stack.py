@@ -8,19 +8,25 @@ application and deployment group — and moves the stack through CloudFormation'
 
 from __future__ import annotations
 
+import json
 import secrets
+import string
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer import logs
-from deployer.errors import CloudError, ConfigError, DeployerError
+from pydantic import SecretStr
+
+from deployer.errors import CloudError, ConfigError, DeployerError, UnsupportedProperty
 from deployer.localcloud.autoscaling import (AutoScalingGroup, CreationPolicy, GroupSettings,
                                              LaunchTemplate, RollingUpdatePolicy, UpdateFailed)
 from deployer.localcloud.database import DatabaseEndpoint, PostgresServer
-from deployer.localcloud.instances import free_port, is_instance_alive, kill_instance_processes
+from deployer.localcloud.instances import (PUBLIC_SSM_PARAMETERS, free_port, is_instance_alive,
+                                           kill_instance_processes)
 from deployer.localcloud.loadbalancer import LoadBalancer, TargetGroupSettings
 from deployer.localcloud.state import InstanceRecord, InstanceState, StackRecord, StackStatus
+from deployer.localcloud.specs import DatabaseEngine, GenerateSecretSpec, SecretReference
 from deployer.localcloud.templates import StackModel, load_stack
 
 if TYPE_CHECKING:
@@ -29,6 +35,19 @@ if TYPE_CHECKING:
 log = logs.get_logger(component="stack")
 REGION = "us-east-1"
 STACK_TYPE = "AWS::CloudFormation::Stack"
+
+
+def generate_password(spec: GenerateSecretSpec | None) -> str:
+    """GenerateSecretString, locally: the length and character classes the template asks."""
+    spec = spec or GenerateSecretSpec()
+    classes = [("" if spec.exclude_lowercase else string.ascii_lowercase),
+               ("" if spec.exclude_uppercase else string.ascii_uppercase),
+               ("" if spec.exclude_numbers else string.digits),
+               ("" if spec.exclude_punctuation else "!#$%&()*+,-.:;<=>?[]^_{|}~"),
+               (" " if spec.include_space else "")]
+    excluded = set(spec.exclude_characters)
+    alphabet = "".join(c for c in "".join(classes) if c not in excluded) or string.ascii_letters
+    return "".join(secrets.choice(alphabet) for _ in range(spec.password_length))
 
 
 class LoadBalancerTraffic:
@@ -66,19 +85,25 @@ class StackRuntime:
 
     # -- template ---------------------------------------------------------------------------
     def _attribute(self, logical_id: str, attribute: str) -> str | None:
+        # Ports are allocated on first use and kept: GetAtt must resolve before the parts run.
         rec = self.record
-        if attribute == "DNSName" and rec.load_balancer_port:
+        if attribute == "DNSName":
+            if not rec.load_balancer_port:
+                rec.load_balancer_port = free_port()
             return f"127.0.0.1:{rec.load_balancer_port}"
-        if attribute == "Endpoint.Address" and rec.database:
-            return str(rec.database.get("host", "127.0.0.1"))
-        if attribute == "Endpoint.Port" and rec.database:
-            return str(rec.database.get("port"))
+        if attribute in ("Endpoint.Address", "Endpoint.Port"):
+            rec.database.setdefault("host", "127.0.0.1")
+            rec.database.setdefault("port", free_port())
+            return str(rec.database["host" if attribute == "Endpoint.Address" else "port"])
         return None
 
     def resolve(self, parameters: dict[str, str]) -> StackModel:
         return load_stack(Path(self.record.template), parameters, stack_name=self.record.name,
                           region=REGION, attribute_resolver=self._attribute,
-                          ssm_resolver=self.store.state.ssm.get)
+                          ssm_resolver=self._ssm)
+
+    def _ssm(self, name: str) -> str | None:
+        return self.store.state.ssm.get(name) or PUBLIC_SSM_PARAMETERS.get(name)
 
     def event(self, resource: str, rtype: str, status: str, reason: str = "") -> None:
         self.store.add_event(self.record, resource, rtype, status, reason)
@@ -91,13 +116,55 @@ class StackRuntime:
         self.event(self.record.name, STACK_TYPE, status.value, reason)
 
     # -- the parts --------------------------------------------------------------------------
+    def _secret(self, model: StackModel, ref: SecretReference) -> str:
+        """A Secrets Manager secret of this stack: generated once, kept, never shown."""
+        with self.store.lock:
+            if ref.secret not in self.record.secrets:
+                spec = model.secrets.get(ref.secret)
+                if spec is None:
+                    raise ConfigError(f"secret {ref.secret} is not defined in this stack",
+                                      location=self.record.template)
+                if spec.secret_string is not None:
+                    text = spec.secret_string.get_secret_value()
+                else:
+                    gen = spec.generate
+                    document = json.loads(gen.secret_string_template or "{}") if gen else {}
+                    password = generate_password(gen)
+                    text = json.dumps({**document, gen.generate_string_key: password}) \
+                        if gen and gen.generate_string_key else password
+                self.record.secrets[ref.secret] = text
+                self.store.save()
+            text = self.record.secrets[ref.secret]
+        if not ref.json_key:
+            return text
+        try:
+            return str(json.loads(text)[ref.json_key])
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"secret {ref.secret} has no key {ref.json_key!r}",
+                              location=self.record.template) from exc
+
+    def _value(self, model: StackModel, value) -> str:
+        if isinstance(value, SecretReference):
+            return self._secret(model, value)
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return str(value)
+
     def _start_database(self, model: StackModel) -> None:
         for logical_id, spec in model.databases.items():
             rec = self.record
-            if not rec.database:
-                rec.database = {"host": "127.0.0.1", "port": free_port(), "name": spec.db_name,
-                                "user": spec.master_username,
-                                "password": spec.master_password or secrets.token_urlsafe(18)}
+            if spec.engine is not DatabaseEngine.POSTGRES:
+                raise UnsupportedProperty(logical_id, "Engine", location=rec.template,
+                                          why=f"{spec.engine.value}: the local cloud runs "
+                                              "PostgreSQL")
+            if "password" not in rec.database:
+                password = (self._value(model, spec.master_password)
+                            if spec.master_password is not None else secrets.token_urlsafe(18))
+                rec.database.setdefault("host", "127.0.0.1")
+                rec.database.setdefault("port", free_port())
+                rec.database.update(name=spec.db_name or "postgres",
+                                    user=self._value(model, spec.master_username),
+                                    password=password)
                 self.store.save()
             self.event(logical_id, "AWS::RDS::DBInstance", "CREATE_IN_PROGRESS")
             self.db = PostgresServer(self.sup.home, rec.name, int(rec.database["port"]))
@@ -145,7 +212,7 @@ class StackRuntime:
             min_size=spec.min_size, max_size=spec.max_size,
             desired_capacity=spec.desired_capacity if spec.desired_capacity is not None
             else spec.min_size,
-            health_check_type=spec.health_check_type,
+            health_check_type=spec.health_check_type.value,
             health_check_grace_period_s=spec.health_check_grace_period_s,
         )
         group = self.groups.get(logical_id)
@@ -163,7 +230,7 @@ class StackRuntime:
 
     def launch_template_of(self, model: StackModel, logical_id: str) -> LaunchTemplate:
         spec = model.auto_scaling_groups[logical_id]
-        lt = model.launch_templates[spec.launch_template]
+        lt = model.launch_templates[spec.launch_template.logical_id]
         return LaunchTemplate(image_id=lt.image_id or None, user_data=lt.user_data)
 
     def release_of(self, parameters: dict[str, str]) -> str | None:
@@ -187,7 +254,9 @@ class StackRuntime:
                 group = self._group(model, logical_id)
                 self.event(logical_id, "AWS::AutoScaling::AutoScalingGroup", "CREATE_IN_PROGRESS")
                 cp = spec.creation_policy
-                policy = CreationPolicy(count=cp.count, timeout_s=cp.timeout_s) if cp else None
+                policy = CreationPolicy(count=cp.signal_count, timeout_s=cp.signal_timeout_s,
+                                        min_successful_instances_percent=(
+                                            cp.min_successful_instances_percent)) if cp else None
                 group.create(self.launch_template_of(model, logical_id),
                              self.release_of(self.record.parameters), policy)
                 self.event(logical_id, "AWS::AutoScaling::AutoScalingGroup", "CREATE_COMPLETE")
@@ -214,14 +283,18 @@ class StackRuntime:
         return ",".join(self.launch_template_of(model, g).version
                         for g in sorted(model.auto_scaling_groups))
 
-    def update(self, parameters: dict[str, str]) -> None:
-        previous = dict(self.record.parameters)
-        merged = {**previous, **parameters}
-        new_model = self.resolve(merged)  # a bad parameter fails here, before any change
+    def plan_update(self, parameters: dict[str, str]) -> tuple[dict[str, str], StackModel]:
+        """Check an update before anything changes: bad parameters or no change fail here."""
+        merged = {**self.record.parameters, **parameters}
+        new_model = self.resolve(merged)
         if self._lt_versions(new_model) == self.record.launch_template_version and \
-                merged == previous:
+                merged == self.record.parameters:
             raise ConfigError("No updates are to be performed.",
                               location=f"stack {self.record.name}")
+        return merged, new_model
+
+    def update(self, merged: dict[str, str], new_model: StackModel) -> None:
+        previous = dict(self.record.parameters)
         with self.store.lock:
             self.record.previous_parameters = previous
             self.record.parameters = merged
@@ -246,7 +319,7 @@ class StackRuntime:
         for logical_id, spec in model.auto_scaling_groups.items():
             group = self._group(model, logical_id)
             template = self.launch_template_of(model, logical_id)
-            rolling = spec.update_policy
+            rolling = spec.rolling_update
             if rolling is None:
                 # Without an UpdatePolicy, CloudFormation only changes the launch template;
                 # running instances keep the old one until replaced.

@@ -107,6 +107,8 @@ class StackRecord(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict)
     load_balancer_port: int | None = None
     database: dict[str, str | int] = Field(default_factory=dict)
+    # Generated secrets (Secrets Manager, database passwords): never shown by status.
+    secrets: dict[str, str] = Field(default_factory=dict)
     launch_template_version: str = ""
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

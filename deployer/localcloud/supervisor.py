@@ -220,7 +220,11 @@ class Supervisor:
 
     def update_stack(self, name: str, parameters: dict[str, str]) -> Operation:
         runtime = self.runtime(name)
-        return self.start_operation("update", name, lambda: runtime.update(parameters))
+        if runtime.record.status.in_progress:
+            raise errors.LockedError(f"stack {name} is in {runtime.record.status.value}",
+                                     hint="wait for the running operation to finish")
+        merged, model = runtime.plan_update(parameters)
+        return self.start_operation("update", name, lambda: runtime.update(merged, model))
 
     def delete_stack(self, name: str) -> Operation:
         runtime = self.runtime(name)

@@ -185,3 +185,58 @@ def test_supervisor_sigkill_recovers(cloud: LocalCloud):
     live_pids = {i.pid for i in env.instances}
     for pid in marked_processes(cloud.home):
         assert os.getpgid(pid) in live_pids
+
+
+# -- CodeDeploy in place, through the stack's deployment group -----------------------------
+CD_TEMPLATE = FIXTURES / "codedeploy-stack.yaml"
+REVISION = FIXTURES / "revision"
+
+
+def bundle(tmp_path: Path, release: str, *, fail_start: bool = False) -> Path:
+    """A revision archive of the stand-in app at ``release``."""
+    import shutil
+    import tarfile
+
+    tree = tmp_path / f"rev-{release}"
+    shutil.copytree(REVISION, tree)
+    (tree / "RELEASE").write_text(release)
+    if fail_start:
+        (tree / "FAIL_START").write_text("1")
+    archive = tmp_path / f"rev-{release}.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(tree.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(tree)), recursive=False)
+    return archive
+
+
+def test_codedeploy_in_place_and_auto_rollback(cloud: LocalCloud, tmp_path: Path):
+    cd = "fixture-cd"
+    view = cloud.ensure_environment(cd, CD_TEMPLATE, {"EtherpadVersion": "1.0", "Capacity": "2",
+                                                      "MaxCapacity": "3"}, cloud.events.append)
+    first = cloud.put_artifact(cd, "app/1.0.tgz", bundle(tmp_path, "1.0"))
+    result = cloud.deploy_revision(cd, first, cloud.events.append)
+    assert result.status == "Succeeded", result
+
+    poller = watch(view.url)
+    second = cloud.put_artifact(cd, "app/2.0.tgz", bundle(tmp_path, "2.0"))
+    result = cloud.deploy_revision(cd, second, cloud.events.append)
+    report = finish(poller)
+    assert result.status == "Succeeded", result
+    assert report.zero_downtime, report.downtime_windows
+    assert [v.version for v in report.versions] == ["1.0", "2.0"]
+    # Per-instance lifecycle events were followed as they happened, in CodeDeploy's order.
+    lifecycle = [e.resource.rsplit("/", 1)[1] for e in cloud.events
+                 if e.resource.startswith(result.deployment_id + "/i-")
+                 and e.resource.count("/") == 2 and e.status == "Succeeded"]
+    per_instance = lifecycle[:len(lifecycle) // 2]
+    assert per_instance[:3] == ["BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic"]
+    assert per_instance[-3:] == ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]
+
+    poller = watch(view.url)
+    broken = cloud.put_artifact(cd, "app/3.0.tgz", bundle(tmp_path, "3.0", fail_start=True))
+    result = cloud.deploy_revision(cd, broken, cloud.events.append)
+    report = finish(poller)
+    assert result.status == "Failed"
+    assert result.rollback_deployment_id and result.rollback_status == "Succeeded", result
+    assert report.zero_downtime, report.downtime_windows
+    assert {v.version for v in report.versions} == {"2.0"}
