@@ -150,7 +150,12 @@ class _OctalLooking(int):
     text: str
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's loader when PyYAML has it: the pure-Python one takes milliseconds per appspec,
+# and every deployment reads two.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     """SafeLoader that remembers how leading-zero integers were written.
 
     YAML 1.1 (PyYAML here, Psych in the Ruby agent) reads ``mode: 0644`` as octal 420, which
@@ -159,7 +164,7 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    value = yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
     text = str(node.value).replace("_", "")
     if re.fullmatch(r"[-+]?0[0-7]+", text):
         marked = _OctalLooking(value)

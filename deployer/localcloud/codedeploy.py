@@ -57,7 +57,6 @@ log = logs.get_logger(component="codedeploy")
 # -- deployment configs ------------------------------------------------------------------------
 
 
-
 def read_deployment(state_dir: Path, deployment_id: str) -> Deployment:
     """Read a deployment as last persisted (for another process following it)."""
     path = state_dir / "codedeploy" / "deployments" / f"{deployment_id}.json"
@@ -385,8 +384,8 @@ class CodeDeployService:
                 continue
             try:
                 callback(event)
-            except Exception:  # noqa: BLE001 - a display callback must not break a deployment
-                log.exception("on_event callback failed", resource=resource)
+            except Exception as exc:  # noqa: BLE001 - a display must not break a deployment
+                log.warning("on_event callback failed", resource=resource, error=repr(exc))
 
     def _run_with_rollback(self, deployment_id: str, instances: Sequence[InstanceHandle] | None,
                            on_event: OnEvent | None) -> None:

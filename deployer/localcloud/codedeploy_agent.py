@@ -524,4 +524,3 @@ class _ScriptLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-

@@ -125,7 +125,7 @@ def _appspec_in_archive(bundle: Path, kind: BundleType) -> tuple[str, str]:
     names = _archive_entries(bundle, kind)
     for wanted in APPSPEC_NAMES:
         for name, _ in names:
-            if name.lstrip("./") == wanted:
+            if name.removeprefix("./") == wanted:
                 if kind is BundleType.ZIP:
                     with zipfile.ZipFile(bundle) as zf:
                         return zf.read(name).decode("utf-8"), wanted
@@ -247,6 +247,7 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
 
 class InstallError(Exception):
     """Install cannot go on; the message says which file and what to change."""

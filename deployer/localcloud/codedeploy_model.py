@@ -16,7 +16,6 @@ from deployer.localcloud.codedeploy_agent import (InstanceHandle, LifecycleEvent
                                                   Revision, TrafficControl)
 
 
-
 class MinimumHealthyHostsType(str, Enum):
     HOST_COUNT = "HOST_COUNT"
     FLEET_PERCENT = "FLEET_PERCENT"
