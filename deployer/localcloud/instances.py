@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deployer import logs
+from deployer.assets import asset_path
 from deployer.errors import CloudError, NotFound
 from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
 
@@ -194,6 +195,8 @@ class InstanceLauncher:
             "ETHERPAD_IP": "127.0.0.1",
             "DEPLOYER_CONTROL_URL": self.control_url,
             "TMPDIR": f"{root}/tmp",
+            # Where the deployer's etherpad/ scripts are; on EC2 user data fetches them.
+            "DEPLOYER_ASSETS": str(asset_path("etherpad")),
         }
         # npm's cache is the machine's: instances install offline from the warm cache.
         for name in ("npm_config_cache", "NPM_CONFIG_CACHE", "DEPLOYER_HOME", "NODE_OPTIONS",
