@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Start the Etherpad installed in $ETHERPAD_HOME (by install-etherpad.sh).
+#
+# Writes settings.json from the template, then runs node in the background with a pid file,
+# or with --foreground in place of this script (systemd, a container). Returns as soon as
+# node is launched; wait-healthy.sh waits for it to answer.
+#
+# usage: start-etherpad.sh [--foreground] [--write-settings-only]
+#
+# Environment (defaults are the AWS ones):
+#   ETHERPAD_HOME         the install                                   /opt/etherpad
+#   ETHERPAD_IP           address to listen on (0.0.0.0 on AWS, behind the security group)
+#                                                                       127.0.0.1
+#   ETHERPAD_PORT         9001
+#   DB_TYPE               postgres | mysql | dirty (a file per instance: not shareable)
+#                                                                       postgres
+#   DB_HOST DB_PORT DB_NAME DB_USER                      127.0.0.1 5432|3306 etherpad etherpad
+#   DB_PASSWORD           or DB_PASSWORD_PARAMETER: name of an SSM SecureString parameter,
+#                         read with `aws ssm get-parameter --with-decryption` (needs AWS_REGION)
+#   ETHERPAD_APIKEY       HTTP API key, or ETHERPAD_APIKEY_PARAMETER (SSM); written to
+#                         APIKEY.txt; generated once when neither is set
+#   ETHERPAD_SESSIONKEY   session signing key, or ETHERPAD_SESSIONKEY_PARAMETER (SSM); give
+#                         every instance the same one so sessions survive a rolling update
+#   ETHERPAD_LOGLEVEL (INFO)  ETHERPAD_TITLE (Etherpad)  ETHERPAD_TRUST_PROXY (false)
+#   ETHERPAD_LOG          node's output in background mode          $ETHERPAD_HOME/var/etherpad.log
+#   NODE_ENV              production
+#
+# settings.json keeps Etherpad's own "${VAR:default}" placeholders, which Etherpad 1.8 fills
+# from the environment at start: the password never lands in a file. (Only a password
+# Etherpad would turn into a number or boolean is written into the file, mode 600.)
+# Pid file: $ETHERPAD_HOME/var/etherpad.pid. Exit 0 when launched or already running.
+
+set -euo pipefail
+
+PROG=start-etherpad.sh
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+die() { echo "$PROG: error: $*" >&2; exit 1; }
+say() { echo "$PROG: $*" >&2; }
+
+FOREGROUND=""
+SETTINGS_ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --foreground) FOREGROUND=1; shift ;;
+    --write-settings-only) SETTINGS_ONLY=1; shift ;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+
+HOME_DIR=${ETHERPAD_HOME:-/opt/etherpad}
+TEMPLATE=${ETHERPAD_SETTINGS_TEMPLATE:-$SCRIPT_DIR/../settings.json.template}
+PIDFILE="$HOME_DIR/var/etherpad.pid"
+LOG=${ETHERPAD_LOG:-$HOME_DIR/var/etherpad.log}
+
+[ -f "$HOME_DIR/src/node/server.js" ] || die "no Etherpad installed in $HOME_DIR (run install-etherpad.sh first)"
+[ -f "$TEMPLATE" ] || die "settings template $TEMPLATE is missing (reinstall with install-etherpad.sh)"
+command -v node >/dev/null || die "node is not installed (install Node.js 18 or 20)"
+
+pid_alive() {
+  local pid
+  [ -f "$PIDFILE" ] || return 1
+  pid=$(cat "$PIDFILE" 2>/dev/null || true)
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'server.js'
+}
+
+# A value from the environment, else from the SSM parameter named by <NAME>_PARAMETER.
+read_secret() {
+  local name=$1 param_var="${1}_PARAMETER" param
+  if [ -n "${!name:-}" ]; then printf '%s' "${!name}"; return; fi
+  param=${!param_var:-}
+  [ -n "$param" ] || return 0
+  command -v aws >/dev/null || die "$param_var is set but the aws CLI is not installed (install it, or set $name)"
+  aws ssm get-parameter --name "$param" --with-decryption --query Parameter.Value --output text \
+    || die "cannot read SSM parameter $param (the instance role needs ssm:GetParameter and kms:Decrypt; set AWS_REGION)"
+}
+
+# APIKEY.txt / SESSIONKEY.txt: from the environment when given, else made once and kept.
+write_key() {
+  local file="$HOME_DIR/$1" value=$2
+  if [ -n "$value" ]; then
+    (umask 077; printf '%s' "$value" >"$file")
+  elif [ ! -s "$file" ]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$file")
+  fi
+  chmod 600 "$file"
+}
+
+if [ -z "$SETTINGS_ONLY" ] && pid_alive; then
+  say "Etherpad is already running from $HOME_DIR (pid $(cat "$PIDFILE"))"
+  exit 0
+fi
+
+export ETHERPAD_IP=${ETHERPAD_IP:-127.0.0.1}
+export ETHERPAD_PORT=${ETHERPAD_PORT:-9001}
+export DB_TYPE=${DB_TYPE:-postgres}
+case "$DB_TYPE" in
+  postgres) export DB_PORT=${DB_PORT:-5432} ;;
+  mysql) export DB_PORT=${DB_PORT:-3306} ;;
+  dirty) ;;
+  *) die "DB_TYPE=$DB_TYPE is not supported (use postgres, mysql or dirty)" ;;
+esac
+export DB_HOST=${DB_HOST:-127.0.0.1} DB_NAME=${DB_NAME:-etherpad} DB_USER=${DB_USER:-etherpad}
+DB_PASSWORD=$(read_secret DB_PASSWORD) || exit 1
+export DB_PASSWORD
+export NODE_ENV=${NODE_ENV:-production}
+
+mkdir -p "$HOME_DIR/var"
+SETTINGS="$HOME_DIR/settings.json"
+node -e '
+  const fs = require("fs"); const path = require("path");
+  const [template, out, home] = process.argv.slice(1);
+  const s = JSON.parse(fs.readFileSync(template, "utf8"));
+  const type = process.env.DB_TYPE;
+  if (type === "dirty") {
+    s.dbType = "dirty";
+    s.dbSettings = {filename: path.join(home, "var", "dirty.db")};
+  } else if (type === "mysql") {
+    s.dbSettings.charset = "utf8mb4";
+  }
+  // Etherpad turns a substituted value that looks like a number, boolean, null or undefined
+  // into that type; a database driver wants the password as a string.
+  const pw = process.env.DB_PASSWORD;
+  const coerced = pw !== "" && (["true", "false", "null", "undefined"].includes(pw) ||
+      (!isNaN(pw) && !isNaN(parseFloat(pw) && isFinite(pw))));
+  if (type !== "dirty" && coerced) s.dbSettings.password = pw;
+  fs.writeFileSync(out + ".tmp", JSON.stringify(s, null, 2) + "\n", {mode: 0o600});
+  fs.chmodSync(out + ".tmp", 0o600);
+  fs.renameSync(out + ".tmp", out);
+' "$TEMPLATE" "$SETTINGS" "$HOME_DIR"
+
+APIKEY=$(read_secret ETHERPAD_APIKEY) || exit 1
+SESSIONKEY=$(read_secret ETHERPAD_SESSIONKEY) || exit 1
+write_key APIKEY.txt "$APIKEY"
+write_key SESSIONKEY.txt "$SESSIONKEY"
+
+if [ -n "$SETTINGS_ONLY" ]; then
+  say "wrote $SETTINGS"
+  exit 0
+fi
+
+# Etherpad 1.8 does not exit when its port is taken: it logs EADDRINUSE and hangs.
+probe_ip=$ETHERPAD_IP
+[ "$probe_ip" = 0.0.0.0 ] && probe_ip=127.0.0.1
+if (exec 3<>"/dev/tcp/$probe_ip/$ETHERPAD_PORT") 2>/dev/null; then
+  die "port $ETHERPAD_PORT on $probe_ip is already in use (stop what listens there, or set ETHERPAD_PORT)"
+fi
+
+cd "$HOME_DIR"
+if [ -n "$FOREGROUND" ]; then
+  echo $$ >"$PIDFILE"
+  exec node src/node/server.js --settings "$SETTINGS"
+fi
+nohup node src/node/server.js --settings "$SETTINGS" >>"$LOG" 2>&1 </dev/null &
+echo $! >"$PIDFILE"
+say "started Etherpad $(cat RELEASE 2>/dev/null || echo '?') from $HOME_DIR on $ETHERPAD_IP:$ETHERPAD_PORT (pid $!, log $LOG)"
