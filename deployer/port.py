@@ -122,7 +122,8 @@ class CloudPort(ABC):
     # CodeDeploy
     @abstractmethod
     def deploy_revision(self, strategy: str, revision: Artifact, on_event: OnEvent,
-                        *, ignore_application_stop_failures: bool = False) -> DeploymentResult: ...
+                        *, release: str | None = None,
+                        ignore_application_stop_failures: bool = False) -> DeploymentResult: ...
 
     # images
     @abstractmethod

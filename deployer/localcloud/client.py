@@ -214,9 +214,10 @@ class LocalCloud(CloudPort):
                                                             "path": str(path)}))
 
     def deploy_revision(self, strategy: str, revision: Artifact, on_event: OnEvent, *,
+                        release: str | None = None,
                         ignore_application_stop_failures: bool = False) -> DeploymentResult:
         op = self._call("POST", "/deployments", {
-            "stack": stack_name(strategy), "revision": revision.model_dump(),
+            "stack": stack_name(strategy), "revision": revision.model_dump(), "release": release,
             "ignore_application_stop_failures": ignore_application_stop_failures})
         result = self._follow(op, stack_name(strategy), on_event)
         return DeploymentResult(**result)
