@@ -220,7 +220,7 @@ def release(
     if report.outcome == "rolled_back":
         raise typer.Exit(ExitStatus.ROLLED_BACK)
     if report.outcome == "failed":
-        ENV.stderr.print(f"deployer: error: release failed: {report.error}")
+        print(f"deployer: error: release failed: {report.error}", file=sys.stderr)
         raise typer.Exit(ExitStatus.ERROR)
     raise typer.Exit(exit_for(report.zero_downtime))
 

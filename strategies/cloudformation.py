@@ -11,11 +11,17 @@ class CloudFormationStrategy(Strategy):
 
     prepare_phases = ()
 
+    def initial_parameters(self, ctx: ReleaseContext) -> dict[str, str]:
+        return {"EtherpadVersion": ctx.from_release or ctx.release,
+                "EtherpadSource": ctx.source}
+
     def prepare(self, ctx: ReleaseContext) -> Prepared:
         return Prepared(kind="none")
 
     def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
-        result = ctx.cloud.update_stack(self.name, {"EtherpadVersion": ctx.release}, ctx.on_event)
+        result = ctx.cloud.update_stack(
+            self.name, {"EtherpadVersion": ctx.release, "EtherpadSource": ctx.source},
+            ctx.on_event)
         if result.rolled_back:
             raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
 

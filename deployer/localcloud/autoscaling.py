@@ -68,6 +68,13 @@ class CreationPolicy:
     min_successful_instances_percent: int = 100
 
 
+def _failures(records: list[InstanceRecord]) -> str:
+    """Why the instances that signalled FAILURE failed, from their console output."""
+    said = [f"{r.instance_id}: {r.signal_reason}" for r in records
+            if r.signal == "FAILURE" and r.signal_reason]
+    return f" [{'; '.join(said)}]" if said else ""
+
+
 class UpdateFailed(CloudError):
     """A batch did not succeed: the stack update must roll back."""
 
@@ -150,6 +157,7 @@ class AutoScalingGroup:
             # Connection draining: the group waits for the target group's deregistration delay.
             self.traffic.wait_drained(record.instance_id, timeout=3700)
         self.launcher.terminate(record)
+        self.launcher.delete_root(record)  # the root volume goes with the instance
         record.lifecycle = LifecycleState.TERMINATED
         self.store.save()
 
@@ -171,7 +179,7 @@ class AutoScalingGroup:
             raise UpdateFailed(
                 f"Received {ok} SUCCESS signal(s) out of {needed}"
                 + (f" and {failed} FAILURE signal(s)" if failed else "")
-                + f" within {policy.timeout_s:g}s (CreationPolicy)")
+                + f" within {policy.timeout_s:g}s (CreationPolicy)" + _failures(launched))
 
     def _wait_signals(self, records: list[InstanceRecord], needed: int,
                       timeout_s: float) -> tuple[int, int]:
@@ -255,7 +263,7 @@ class AutoScalingGroup:
                       + f"; unable to satisfy {policy.min_successful_instances_percent}%"
                       f" MinSuccessfulInstancesPercent requirement within PauseTime"
                       f" {policy.pause_time_s:g}s (batch {batch_no})")
-            raise UpdateFailed(reason)
+            raise UpdateFailed(reason + _failures(fresh))
 
     # -- health (runs every second from the supervisor) -------------------------------------
     def check_health(self) -> None:

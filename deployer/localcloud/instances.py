@@ -240,6 +240,12 @@ class InstanceLauncher:
             proc.poll()
 
     def delete_root(self, record: InstanceRecord) -> None:
+        # The console output outlives the instance, for whoever investigates a failure.
+        output = Path(record.root) / "var/log/cloud-init-output.log"
+        if output.exists():
+            logs_dir = self.home / "localcloud" / "console"
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(output, logs_dir / f"{record.instance_id}.log")
         shutil.rmtree(self.home / "instances" / record.instance_id, ignore_errors=True)
 
 

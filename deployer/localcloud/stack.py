@@ -200,6 +200,13 @@ class StackRuntime:
         env = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "STACK_NAME": self.record.name}
         if self.lb:
             env["LOAD_BALANCER_URL"] = self.lb.url
+        # One API key and session key per stack, as an SSM SecureString would give every
+        # instance: pads and sessions carry over a rolling update.
+        with self.store.lock:
+            for key in ("ETHERPAD_APIKEY", "ETHERPAD_SESSIONKEY"):
+                self.record.secrets.setdefault(key, secrets.token_hex(32))
+            env["ETHERPAD_APIKEY"] = self.record.secrets["ETHERPAD_APIKEY"]
+            env["ETHERPAD_SESSIONKEY"] = self.record.secrets["ETHERPAD_SESSIONKEY"]
         if self.db_endpoint:
             e = self.db_endpoint
             env.update(DB_TYPE="postgres", DB_HOST=e.host, DB_PORT=str(e.port), DB_NAME=e.name,

@@ -73,6 +73,7 @@ class InstanceRecord(BaseModel):
     terminated_at: float | None = None
     # cfn-signal: "SUCCESS" | "FAILURE" once received for this instance
     signal: str | None = None
+    signal_reason: str = ""
 
 
 class ImageRecord(BaseModel):

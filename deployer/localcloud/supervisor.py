@@ -262,10 +262,36 @@ class Supervisor:
             record.signal = "SUCCESS" if int(payload.get("exit_code", 0)) == 0 else "FAILURE"
             self.store.save()
         if stack:
+            reason = f"Received {record.signal} signal with UniqueId {instance_id}"
+            if record.signal == "FAILURE":
+                # What an operator would read in the instance's console output.
+                tail = output_tail(Path(record.root))
+                reason += f"; cloud-init-output.log ends: {tail}" if tail else ""
+                record.signal_reason = tail
             self.store.add_event(stack, record.group, "AWS::AutoScaling::AutoScalingGroup",
-                                 "SIGNAL_RECEIVED",
-                                 f"Received {record.signal} signal with UniqueId {instance_id}")
+                                 "SIGNAL_RECEIVED", reason)
         return {"ok": True}
+
+    def describe_target_health(self, arn: str, ids: list[str]) -> dict:
+        """elbv2 DescribeTargetHealth for a target group of a stack (by its physical id)."""
+        for runtime in self.stacks.values():
+            model = runtime.model
+            if runtime.lb is None or model is None:
+                continue
+            names = {f"{runtime.record.name}-{logical}" for logical in model.target_groups}
+            names |= {spec.name for spec in model.target_groups.values()}
+            if arn not in names:
+                continue
+            states = runtime.lb.states()
+            wanted = ids or list(states)
+            return {"TargetHealthDescriptions": [
+                {"Target": {"Id": tid, "Port": states[tid].port if tid in states else None},
+                 "TargetHealth": ({"State": states[tid].state.value, "Reason": states[tid].reason,
+                                   "Description": states[tid].description}
+                                  if tid in states else
+                                  {"State": "unused", "Reason": "Target.NotRegistered"})}
+                for tid in wanted]}
+        raise errors.NotFound(f"Target groups '{arn}' not found")
 
     # -- views ------------------------------------------------------------------------------
     def view(self) -> dict:
@@ -291,13 +317,24 @@ class Supervisor:
         return state
 
 
+def output_tail(root: Path, lines: int = 4) -> str:
+    log_file = root / "var/log/cloud-init-output.log"
+    try:
+        text = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    useful = [line.strip() for line in text if line.strip() and "Cloud-init:" not in line]
+    return " | ".join(useful[-lines:])
+
+
 def write_instance_tools(bin_dir: Path) -> None:
     """Put ``cfn-signal`` on the instances' PATH: it signals this supervisor."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    tool = bin_dir / "cfn-signal"
-    tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.cfn_signal import main\n"
-                    "main()\n")
-    tool.chmod(0o755)
+    for name, module in (("cfn-signal", "cfn_signal"), ("aws", "aws_cli")):
+        tool = bin_dir / name
+        tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.{module} import main\n"
+                        "main()\n")
+        tool.chmod(0o755)
 
 
 def make_handler(sup: Supervisor):
@@ -360,6 +397,13 @@ def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -
             if record is None:
                 raise errors.NotFound(f"stack {name} does not exist")
             return [e.model_dump() for e in record.events if e.seq > after]
+        case "GET", ["target-health"]:
+            from urllib.parse import parse_qs, urlsplit
+
+            query = parse_qs(urlsplit(raw).query)
+            return sup.describe_target_health(query.get("arn", [""])[0],
+                                              [i for i in query.get("ids", [""])[0].split(",")
+                                               if i])
         case "POST", ["stacks"]:
             return sup.create_stack(body["strategy"], body["template"], body["parameters"]).view()
         case "POST", ["stacks", name, "update"]:

@@ -1,0 +1,121 @@
+"""`deployer release` end to end on the local cloud, with real Etherpad, for every strategy.
+
+GitHub is out of reach here, so the releases come from a git mirror the tests build from the
+npm release of Etherpad (1.8.14): tag ``1.8.14`` and tag ``1.8.14-r2`` (the same code, a
+second release as far as every tool is concerned), plus ``1.8.14-broken``, whose server
+exits at start. Each strategy: an environment at 1.8.14, a pad written through the load
+balancer, a release to 1.8.14-r2 watched by the poller, a broken release that must roll
+back, and the pad read back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from deployer.etherpad import install_release, resolve_source
+from tests.support.etherpad import etherpad_from_install, make_release_repo
+
+pytestmark = pytest.mark.slow
+
+GOOD, NEXT, BROKEN = "1.8.14", "1.8.14-r2", "1.8.14-broken"
+PAD_TEXT = "Pads live in the database: no release may lose one.\n"
+
+
+def broken(write):
+    """The release tree, with a server that refuses to start."""
+    def write_broken(tree: Path, release: str) -> None:
+        write(tree, release)
+        (tree / "src/node/server.js").write_text("console.error('broken release');"
+                                                 " process.exit(1);\n")
+    return write_broken
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("mirror")
+    installed = install_release(GOOD, resolve_source("npm"), work / "npm-install")
+    write = etherpad_from_install(installed.root)
+    repo = work / "etherpad-lite.git"
+    make_release_repo(repo, {GOOD: write, NEXT: write, BROKEN: broken(write)})
+    return repo
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("deployer-home")
+    yield home
+    deployer(home, "down", "--all", check=False)
+
+
+def deployer(home: Path, *args: str, check: bool = True,
+             timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEPLOYER_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "deployer", "--log-format", "json", *args],
+                            capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def status(home: Path) -> dict:
+    return json.loads(deployer(home, "status", "--json").stdout)
+
+
+def environment(home: Path, strategy: str) -> dict:
+    return next(e for e in status(home)["environments"] if e["strategy"] == strategy)
+
+
+def api(url: str, home: Path, method: str, **params: str) -> dict:
+    key = next(home.glob("instances/*/root/opt/etherpad/APIKEY.txt")).read_text().strip()
+    query = urllib.parse.urlencode({"apikey": key, **params})
+    with urllib.request.urlopen(f"{url}api/1.2.15/{method}?{query}", timeout=30) as response:
+        answer = json.loads(response.read())
+    assert answer["code"] == 0, answer
+    return answer["data"] or {}
+
+
+@pytest.mark.parametrize("strategy", ["packer", "cloudformation", "codedeploy"])
+def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
+        strategy, mirror, home, tmp_path):
+    source = str(mirror)
+    deployer(home, "up", "--strategy", strategy, "--version", GOOD, "--source", source)
+    env = environment(home, strategy)
+    url = env["url"]
+    assert env["status"] == "CREATE_COMPLETE"
+    pad = f"pad-{strategy}"
+    api(url, home, "createPad", padID=pad, text=PAD_TEXT)
+
+    report_file = tmp_path / "release.json"
+    junit_file = tmp_path / "release.xml"
+    result = deployer(home, "release", NEXT, "--strategy", strategy, "--source", source,
+                      "--json", str(report_file), "--junit", str(junit_file), check=False)
+    report = json.loads(report_file.read_text())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert report["outcome"] == "succeeded"
+    assert report["zero_downtime"] is True and report["probes"]["failed"] == 0
+    assert report["probes"]["total"] > 20
+    assert [v["version"] for v in report["versions"]] == [GOOD, NEXT]
+    assert report["served_versions"] == [NEXT]
+    assert (report["strategy"], report["release"], report["target"]) == (strategy, NEXT, "local")
+    assert [p["name"] for p in report["phases"]][:2] == ["environment", "prepare"]
+    assert report["total_seconds"] > 0
+    assert 'failures="0"' in junit_file.read_text()
+    assert api(url, home, "getText", padID=pad)["text"] == PAD_TEXT
+
+    result = deployer(home, "release", BROKEN, "--strategy", strategy, "--source", source,
+                      "--json", str(report_file), check=False)
+    report = json.loads(report_file.read_text())
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert report["outcome"] == "rolled_back"
+    assert report["zero_downtime"] is True, report["downtime_windows"]
+    assert report["served_versions"] == [NEXT]
+    assert api(url, home, "getText", padID=pad)["text"] == PAD_TEXT
+    deployer(home, "down", "--strategy", strategy)
