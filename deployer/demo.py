@@ -1,41 +1,53 @@
-"""`./run demo` until the local cloud lands: a local server switches release under the poller."""
+"""`./run demo`: the main job on the embedded local cloud, on a machine without GitHub.
+
+Builds (once) a rehearsal mirror of Etherpad from the npm release, then runs
+
+    deployer release 1.8.14-r2 --strategy packer --from 1.8.14 --source <mirror>
+
+which creates the environment at 1.8.14 (database, load balancer, Auto Scaling group), bakes
+the new image, rolls it out with the poller watching, and prints the report. The
+environment is removed afterwards unless ``--keep`` is given.
+
+    python -m deployer.demo [--strategy packer|cloudformation|codedeploy] [--keep] [--json F]
+"""
 
 from __future__ import annotations
 
-import http.server
+import argparse
 import sys
-import threading
 
-from deployer.cli import main
+from deployer.cli import main as cli
+from deployer.etherpad.mirror import REHEARSAL_TAGS, build_rehearsal_mirror
+from deployer.home import deployer_home
 
-COMMITS = {"old": "c85ab49", "new": "4b96ff6"}
 
-
-def serve() -> tuple[http.server.ThreadingHTTPServer, dict[str, str]]:
-    state = {"commit": COMMITS["old"]}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html>Etherpad</html>"
-            self.send_response(200)
-            self.send_header("Server", f"Etherpad {state['commit']} (https://etherpad.org)")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def version_string(self) -> str:
-            return f"Etherpad {state['commit']} (https://etherpad.org)"
-
-        def log_message(self, *args) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="deployer-demo")
+    parser.add_argument("--strategy", default="packer",
+                        choices=["packer", "cloudformation", "codedeploy"])
+    parser.add_argument("--keep", action="store_true", help="leave the environment running")
+    parser.add_argument("--json", help="write the release report here")
+    args = parser.parse_args()
+    home = deployer_home()
+    print(f"==> rehearsal mirror of Etherpad (from npm) in {home / 'mirror'}", file=sys.stderr)
+    mirror = build_rehearsal_mirror(home / "mirror" / "etherpad-lite.git", home / "mirror")
+    start, target = REHEARSAL_TAGS
+    argv = ["release", target, "--strategy", args.strategy, "--from", start,
+            "--source", str(mirror)] + (["--json", args.json] if args.json else [])
+    print(f"==> deployer {' '.join(argv)}", file=sys.stderr)
+    try:
+        cli(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    if not args.keep:
+        print("==> removing the environment (keep it with --keep; see it with "
+              "'deployer status')", file=sys.stderr)
+        try:
+            cli(["down", "--all"])
+        except SystemExit:
             pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, state
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    server, state = serve()
-    threading.Timer(2.5, lambda: state.update(commit=COMMITS["new"])).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    main(["probe", url, "--duration", "5", *sys.argv[1:]])
+    main()
