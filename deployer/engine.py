@@ -21,7 +21,7 @@ from pathlib import Path
 from deployer import logs
 from deployer.home import deployer_home
 from deployer.analysis import analyse
-from deployer.errors import DeployerError, RolloutFailed
+from deployer.errors import DeployerError, RolloutFailed, UsageError
 from deployer.poller import HealthPoller
 from deployer.reports import PhaseTiming, ReleaseReport
 from deployer.strategy import Prepared, ReleaseContext, Strategy
@@ -127,6 +127,9 @@ class ReleaseRun:
                 # Keep watching briefly so the end of the cut-over is measured, not assumed.
                 time.sleep(min(1.0, 10.0 / self.poller_settings.hz))
                 poller.stop()
+        except UsageError:
+            logs.clear_run()
+            raise  # bad input: nothing was changed, the CLI says what to fix (exit 2)
         except DeployerError as exc:
             outcome, error = "failed", str(exc)
             self.log.error("release.failed", reason=str(exc))

@@ -20,11 +20,11 @@ def parse_release(text: str) -> tuple[int, int, int]:
     return int(match[1]), int(match[2]), int(match[3])
 
 
-def previous_release(release: str) -> str:
-    """The known release just before ``release`` (the default --from)."""
-    wanted = parse_release(release)
+def previous_release(release: str) -> str | None:
+    """The known release just before ``release`` (the default --from), if there is one."""
+    try:
+        wanted = parse_release(release)
+    except UsageError:
+        return None  # a mirror's own tag: only --from can say what came before
     older = [r for r in KNOWN_RELEASES if parse_release(r) < wanted]
-    if not older:
-        raise UsageError(f"no known release before {release}",
-                         hint="pass --from VERSION to say where the environment starts")
-    return max(older, key=parse_release)
+    return max(older, key=parse_release) if older else None

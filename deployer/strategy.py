@@ -57,6 +57,20 @@ class Strategy(ABC):
         return {"EtherpadVersion": ctx.from_release or ctx.release}
 
     def ensure_environment(self, ctx: ReleaseContext) -> EnvironmentView:
+        """The strategy's environment; created at ``from_release`` when there is none.
+
+        When it exists, ``from_release`` becomes the release it really runs, whatever was
+        asked: the report says what the release started from.
+        """
+        view = ctx.cloud.describe_environment(self.name)
+        if view is not None and view.stack_status not in ("ROLLBACK_COMPLETE",
+                                                          "DELETE_COMPLETE"):
+            ctx.from_release = view.release or ctx.from_release
+            return view
+        if ctx.from_release is None:
+            raise UsageError(f"there is no {self.name} environment yet and no release to "
+                             f"create it at", hint="pass --from VERSION (the release it "
+                                                   "runs before this one)")
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
                                             self.initial_parameters(ctx), ctx.on_event)
 

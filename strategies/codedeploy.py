@@ -22,7 +22,7 @@ class CodeDeployStrategy(Strategy):
         view = super().ensure_environment(ctx)
         if not any(t.state == "healthy" for t in ctx.cloud.target_health(self.name)):
             # A new environment runs only the agent: its first revision is the starting release.
-            start = ctx.from_release or ctx.release
+            start = ctx.from_release or view.release or ctx.release
             revision = self._upload(ctx, self._bundle(ctx, start), start)
             self._deploy(ctx, revision, start)
             view = ctx.cloud.describe_environment(self.name) or view

@@ -92,30 +92,33 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     assert env["status"] == "CREATE_COMPLETE"
     pad = f"pad-{strategy}"
     api(url, home, "createPad", padID=pad, text=PAD_TEXT)
+    written = api(url, home, "getText", padID=pad)["text"]
+    assert written.startswith(PAD_TEXT)  # Etherpad keeps a final newline of its own
 
     report_file = tmp_path / "release.json"
     junit_file = tmp_path / "release.xml"
     result = deployer(home, "release", NEXT, "--strategy", strategy, "--source", source,
                       "--json", str(report_file), "--junit", str(junit_file), check=False)
-    report = json.loads(report_file.read_text())
     assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
     assert report["outcome"] == "succeeded"
     assert report["zero_downtime"] is True and report["probes"]["failed"] == 0
     assert report["probes"]["total"] > 20
     assert [v["version"] for v in report["versions"]] == [GOOD, NEXT]
     assert report["served_versions"] == [NEXT]
     assert (report["strategy"], report["release"], report["target"]) == (strategy, NEXT, "local")
+    assert report["from_release"] == GOOD
     assert [p["name"] for p in report["phases"]][:2] == ["environment", "prepare"]
     assert report["total_seconds"] > 0
     assert 'failures="0"' in junit_file.read_text()
-    assert api(url, home, "getText", padID=pad)["text"] == PAD_TEXT
+    assert api(url, home, "getText", padID=pad)["text"] == written
 
     result = deployer(home, "release", BROKEN, "--strategy", strategy, "--source", source,
                       "--json", str(report_file), check=False)
-    report = json.loads(report_file.read_text())
     assert result.returncode == 4, result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
     assert report["outcome"] == "rolled_back"
     assert report["zero_downtime"] is True, report["downtime_windows"]
     assert report["served_versions"] == [NEXT]
-    assert api(url, home, "getText", padID=pad)["text"] == PAD_TEXT
+    assert api(url, home, "getText", padID=pad)["text"] == written
     deployer(home, "down", "--strategy", strategy)

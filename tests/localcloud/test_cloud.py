@@ -240,3 +240,24 @@ def test_codedeploy_in_place_and_auto_rollback(cloud: LocalCloud, tmp_path: Path
     assert result.rollback_deployment_id and result.rollback_status == "Succeeded", result
     assert report.zero_downtime, report.downtime_windows
     assert {v.version for v in report.versions} == {"2.0"}
+
+
+def test_unhealthy_instance_is_replaced(cloud: LocalCloud):
+    view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", GracePeriod="0"),
+                                    cloud.events.append)
+    victim = view.instances[0]
+    app_pid = next(pid for pid in marked_processes(cloud.home)
+                   if b"app.py" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(app_pid, signal.SIGKILL)  # the app dies; the instance (its init) lives on
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        env = cloud.describe_environment(STRATEGY)
+        if env.instances and env.instances[0].instance_id != victim.instance_id and \
+                env.instances[0].target_health == "healthy":
+            break
+        time.sleep(0.5)
+    assert [i.instance_id for i in env.instances] != [victim.instance_id]
+    assert env.instances[0].target_health == "healthy"
+    events = [e for e in cloud.raw_state()["stacks"]["etherpad-fixture"]["events"]
+              if e["status"] == "UNHEALTHY"]
+    assert events and "ELB health checks" in events[0]["reason"]
