@@ -152,8 +152,10 @@ class _Response:
         length: int | None = None
         chunked = False
         close = parts[0] != b"HTTP/1.1"
-        hop_by_hop = False
-        for line in lines[1:]:
+        hop_by_hop: list[int] = []  # Connection and Keep-Alive lines: this hop's business
+        for index, line in enumerate(lines):
+            if not index:
+                continue
             name, sep, value = line.partition(b":")
             if not sep:
                 raise _BadMessage("header line")
@@ -166,10 +168,10 @@ class _Response:
             elif lname == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
             elif lname == b"connection":
-                hop_by_hop = True
+                hop_by_hop.append(index)
                 close = close or b"close" in value.lower()
             elif lname == b"keep-alive":
-                hop_by_hop = True
+                hop_by_hop.append(index)
         if request.method == b"HEAD" or status < 200 or status in (204, 304):
             self.body, self.length = _NONE, 0
         elif chunked:
@@ -178,14 +180,14 @@ class _Response:
             self.body, self.length = _LENGTH, length
         else:
             self.body, self.length = _UNTIL_CLOSE, 0
-        self.reusable = not close and self.body is not _UNTIL_CLOSE and status != 101
-        self.keep_client = request.keep_alive and self.body is not _UNTIL_CLOSE
+        self.reusable = not close and self.body != _UNTIL_CLOSE and status != 101
+        self.keep_client = request.keep_alive and self.body != _UNTIL_CLOSE
         if status == 101 or (self.keep_client and not hop_by_hop):
             self.head = head  # the target's own bytes, untouched
         else:
-            kept = [line for line in lines
-                    if line.partition(b":")[0].strip().lower() not in
-                    (b"connection", b"keep-alive")]
+            for index in reversed(hop_by_hop):
+                del lines[index]
+            kept = lines
             if not self.keep_client:
                 kept.append(b"Connection: close")
             kept.append(b"\r\n")

@@ -17,6 +17,7 @@ from deployer.localcloud.loadbalancer import (
     TargetGroupSettings,
     TargetHealthState,
 )
+from deployer.poller import HealthPoller
 from tests.localcloud.backend import RELEASE, SERVER_HEADER, Backend
 from tests.support.scripted_server import ScriptedServer
 
@@ -438,6 +439,18 @@ def test_headers_pass_through_and_forwarded_headers_are_added(backend_factory, l
     assert seen["x-forwarded-port"] == str(lb.port)
     assert seen["x-custom"] == "kept"
     assert seen["host"] == f"127.0.0.1:{lb.port}"
+    status, headers, _ = get(lb, headers={"Connection": "close"})
+    assert (status, headers["connection"], headers["server"]) == (200, "close", SERVER_HEADER)
+
+
+def test_the_health_poller_reads_the_release_through_the_load_balancer(backend_factory,
+                                                                        lb_factory):
+    backend = backend_factory("a")
+    lb = lb_factory()
+    lb.register("i-a", backend.port)
+    assert lb.wait_healthy("i-a", 3)
+    probes = HealthPoller(lb.url, hz=20, timeout=1).run_for(0.5)
+    assert probes and all(p.ok and p.version == RELEASE for p in probes)
 
 
 def test_bodies_in_every_framing_over_one_kept_alive_connection(backend_factory, lb_factory):
