@@ -352,8 +352,9 @@ class LoadBalancer:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> LoadBalancer:
-        if self._thread is not None:
-            raise StateError(f"load balancer {self.name} is already started")
+        if self._loop is not None:
+            raise StateError(f"load balancer {self.name} was already started",
+                             hint="a stopped load balancer is not restarted: create a new one")
         self._thread = threading.Thread(target=self._run_thread, name=f"lb-{self.name}",
                                         daemon=True)
         self._thread.start()
@@ -643,18 +644,19 @@ class LoadBalancer:
         target = self.group.pick()
         if target is None:
             return await self._reply_error(cwriter, 503, request)
+        # Looked up before any await: a drain that ends meanwhile cannot have dropped it yet.
+        links = self._links_of(target)
         upstream: Upstream | None = None
         reusable = False
         try:
             try:
-                upstream = await self._connect(target, fresh=request.upgrade)
+                upstream = await self._connect(target, links, fresh=request.upgrade)
             except TimeoutError:
                 return await self._reply_error(cwriter, 504, request)
             except OSError:
                 return await self._reply_error(cwriter, 502, request)
             if target.removed:  # the delay ran out while connecting
                 return await self._reply_error(cwriter, 502, request)
-            links = self._links_of(target)
             links.exchanges.add(upstream)
             idle = self.idle_timeout_s
             upstream.writer.write(request.head)
@@ -686,19 +688,20 @@ class LoadBalancer:
                 # The response has started: all the client can get now is a cut connection.
                 cwriter.transport.abort()
                 return False
-            reusable = response.reusable
+            # After an upgrade offer the target refused, the connection is not worth keeping.
+            reusable = response.reusable and not request.upgrade
             return response.keep_client
         finally:
             if upstream is not None:
-                links = self._links_of(target)
                 links.exchanges.discard(upstream)
                 self._release(target, links, upstream, reusable)
             self.group.release(target)
 
-    async def _connect(self, target: RegisteredTarget, fresh: bool) -> Upstream:
+    async def _connect(self, target: RegisteredTarget, links: _Links,
+                       fresh: bool) -> Upstream:
         if not fresh:
             now = asyncio.get_running_loop().time()
-            idle = self._links_of(target).idle
+            idle = links.idle
             while idle:
                 upstream = idle.pop()
                 if (upstream.writer.is_closing() or upstream.reader.at_eof()

@@ -25,6 +25,7 @@ class Backend:
         self.health_status = 200
         self.health_checks: list[tuple[float, int]] = []  # (monotonic time, status answered)
         self.last_headers: dict[str, str] = {}
+        self.connections = 0  # accepted TCP connections, health checks included
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"backend": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -53,6 +54,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.backend._lock:
+            self.backend.connections += 1
 
     def _answer(self, status: int, body: bytes = b"", extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
