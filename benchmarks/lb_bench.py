@@ -20,7 +20,8 @@ Two cases per path, each bounded (10 s by default):
 
 Proxy CPU is read from /proc (process and children) around the fixed-rate case.
 
-    python benchmarks/lb_bench.py [--seconds 10] [--rate 500] [--concurrency 16] [--json out]
+    python benchmarks/lb_bench.py [--seconds 10] [--rate 500] [--concurrency 16]
+                                  [--repeat 3] [--json out]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -252,6 +254,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds over all paths; the report shows each figure's median")
     parser.add_argument("--paths", default="direct,deployer,deployer-nr,nginx,haproxy")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve-lb", type=int, help=argparse.SUPPRESS)
@@ -302,21 +306,25 @@ def main() -> None:
         for port, _ in ports.values():
             wait_port(port)
 
-        results: dict[str, dict] = {}
-        for name in wanted:
-            port, proc = ports[name]
-            run_fixed_rate(port, args.rate, 1.0, args.concurrency)  # warm up
-            cpu_before = cpu_seconds(proc.pid)
-            fixed = run_fixed_rate(port, args.rate, args.seconds, args.concurrency)
-            cpu = cpu_seconds(proc.pid) - cpu_before
-            fixed["proxy_cpu_pct"] = round(100 * cpu / args.seconds, 1)
-            maximum = run_wrk(port, args.seconds, args.concurrency)
-            results[name] = {"fixed_rate": fixed, "max": maximum}
-            print(f"{name:12s} fixed {fixed}\n{'':12s} max   {maximum}", file=sys.stderr)
+        runs: dict[str, list[dict]] = {name: [] for name in wanted}
+        for _ in range(args.repeat):  # rounds interleave the paths, so noise hits them alike
+            for name in wanted:
+                port, proc = ports[name]
+                run_fixed_rate(port, args.rate, 1.0, args.concurrency)  # warm up
+                cpu_before = cpu_seconds(proc.pid)
+                fixed = run_fixed_rate(port, args.rate, args.seconds, args.concurrency)
+                cpu = cpu_seconds(proc.pid) - cpu_before
+                fixed["proxy_cpu_pct"] = round(100 * cpu / args.seconds, 1)
+                maximum = run_wrk(port, args.seconds, args.concurrency)
+                runs[name].append({"fixed_rate": fixed, "max": maximum})
+                print(f"{name:12s} fixed {fixed}\n{'':12s} max   {maximum}", file=sys.stderr)
+        results = {name: {case: median_of([run[case] for run in path_runs])
+                          for case in ("fixed_rate", "max")}
+                   for name, path_runs in runs.items()}
 
         report = {"machine": machine(), "seconds": args.seconds, "rate": args.rate,
-                  "concurrency": args.concurrency, "backend": "nginx 1 worker, 1 KiB static",
-                  "results": results}
+                  "concurrency": args.concurrency, "repeat": args.repeat,
+                  "backend": "nginx 1 worker, 1 KiB static", "results": results, "runs": runs}
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
         print(markdown(report))
@@ -331,6 +339,20 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def median_of(samples: list[dict]) -> dict:
+    """Each numeric figure's median over the rounds; counts (errors, late) are summed."""
+    merged: dict = {}
+    for key, first in samples[0].items():
+        values = [sample[key] for sample in samples]
+        if key in ("errors", "late", "requests", "non_2xx"):
+            merged[key] = sum(values)
+        elif isinstance(first, (int, float)):
+            merged[key] = statistics.median(values)
+        else:
+            merged[key] = "; ".join(v for v in values if v)
+    return merged
 
 
 def machine() -> str:
@@ -349,7 +371,8 @@ def markdown(report: dict) -> str:
     nginx = results.get("nginx")
     lines = [
         f"Machine: {report['machine']}. Backend: {report['backend']}. "
-        f"{report['concurrency']} connections, {report['seconds']:g} s per case.",
+        f"{report['concurrency']} connections, {report['seconds']:g} s per case, "
+        f"median of {report['repeat']} interleaved rounds (late sends and errors: summed).",
         "",
         f"| path | {report['rate']:g}/s p50 ms | p99 ms | added p99 vs direct ms "
         "| sends >2 ms late | errors | proxy CPU % | max req/s | max p50 ms | max p99 ms "
@@ -362,7 +385,8 @@ def markdown(report: dict) -> str:
                  if direct and name != "direct" else "")
         ratio = (f"{maximum['rps'] / nginx['max']['rps']:.2f}"
                  if nginx and name != "direct" else "")
-        cpu = fixed["proxy_cpu_pct"] if name != "direct" else f"({fixed['proxy_cpu_pct']})"
+        cpu = f"{fixed['proxy_cpu_pct']:.1f}"
+        cpu = cpu if name != "direct" else f"({cpu}, the backend)"
         errors = f"{fixed['errors'] + maximum['non_2xx']}"
         if maximum["socket_errors"]:
             errors += f" (wrk socket errors: {maximum['socket_errors']})"
