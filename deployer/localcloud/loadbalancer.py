@@ -287,8 +287,8 @@ async def _copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 class _Links:
     """The load balancer's I/O for one target (loop thread only)."""
 
-    exchanges: set[Upstream] = field(default_factory=set)  # in use: cut when draining ends
-    idle: list[Upstream] = field(default_factory=list)  # kept for reuse
+    exchanges: set[_Upstream] = field(default_factory=set)  # in use: cut when draining ends
+    idle: list[_Upstream] = field(default_factory=list)  # kept for reuse
     checker: asyncio.Task | None = None
 
     def cut(self) -> None:
@@ -298,7 +298,7 @@ class _Links:
 
 
 @dataclass(eq=False, slots=True)
-class Upstream:
+class _Upstream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     idle_since: float = 0.0
@@ -646,7 +646,7 @@ class LoadBalancer:
             return await self._reply_error(cwriter, 503, request)
         # Looked up before any await: a drain that ends meanwhile cannot have dropped it yet.
         links = self._links_of(target)
-        upstream: Upstream | None = None
+        upstream: _Upstream | None = None
         reusable = False
         try:
             try:
@@ -698,7 +698,7 @@ class LoadBalancer:
             self.group.release(target)
 
     async def _connect(self, target: RegisteredTarget, links: _Links,
-                       fresh: bool) -> Upstream:
+                       fresh: bool) -> _Upstream:
         if not fresh:
             now = asyncio.get_running_loop().time()
             idle = links.idle
@@ -712,9 +712,9 @@ class LoadBalancer:
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(target.host, target.port,
                                                            limit=_HEAD_LIMIT)
-        return Upstream(reader, writer)
+        return _Upstream(reader, writer)
 
-    def _release(self, target: RegisteredTarget, links: _Links, upstream: Upstream,
+    def _release(self, target: RegisteredTarget, links: _Links, upstream: _Upstream,
                  reusable: bool) -> None:
         if (reusable and self.target_keepalive_s > 0 and not target.removed
                 and target.state is not TargetHealthState.DRAINING and len(links.idle) < 256
@@ -724,7 +724,7 @@ class LoadBalancer:
         else:
             upstream.abort()
 
-    async def _response_head(self, upstream: Upstream, request: _Request,
+    async def _response_head(self, upstream: _Upstream, request: _Request,
                              idle: float) -> _Response:
         while True:
             try:
@@ -743,7 +743,7 @@ class LoadBalancer:
                 return response
 
     @staticmethod
-    async def _read_exactly(upstream: Upstream, size: int, idle: float) -> bytes:
+    async def _read_exactly(upstream: _Upstream, size: int, idle: float) -> bytes:
         try:
             async with asyncio.timeout(idle):
                 return await upstream.reader.readexactly(size)
@@ -753,7 +753,7 @@ class LoadBalancer:
             raise _Broken(True) from None
 
     async def _tunnel(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
-                      upstream: Upstream) -> None:
+                      upstream: _Upstream) -> None:
         """After a 101: bytes both ways until one side closes or both stay idle too long."""
         loop = asyncio.get_running_loop()
         last = [loop.time()]
