@@ -152,8 +152,10 @@ class _Response:
         length: int | None = None
         chunked = False
         close = parts[0] != b"HTTP/1.1"
-        hop_by_hop = False
-        for line in lines[1:]:
+        hop_by_hop: list[int] = []  # Connection and Keep-Alive lines: this hop's business
+        for index, line in enumerate(lines):
+            if not index:
+                continue
             name, sep, value = line.partition(b":")
             if not sep:
                 raise _BadMessage("header line")
@@ -166,10 +168,10 @@ class _Response:
             elif lname == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
             elif lname == b"connection":
-                hop_by_hop = True
+                hop_by_hop.append(index)
                 close = close or b"close" in value.lower()
             elif lname == b"keep-alive":
-                hop_by_hop = True
+                hop_by_hop.append(index)
         if request.method == b"HEAD" or status < 200 or status in (204, 304):
             self.body, self.length = _NONE, 0
         elif chunked:
@@ -178,14 +180,14 @@ class _Response:
             self.body, self.length = _LENGTH, length
         else:
             self.body, self.length = _UNTIL_CLOSE, 0
-        self.reusable = not close and self.body is not _UNTIL_CLOSE and status != 101
-        self.keep_client = request.keep_alive and self.body is not _UNTIL_CLOSE
+        self.reusable = not close and self.body != _UNTIL_CLOSE and status != 101
+        self.keep_client = request.keep_alive and self.body != _UNTIL_CLOSE
         if status == 101 or (self.keep_client and not hop_by_hop):
             self.head = head  # the target's own bytes, untouched
         else:
-            kept = [line for line in lines
-                    if line.partition(b":")[0].strip().lower() not in
-                    (b"connection", b"keep-alive")]
+            for index in reversed(hop_by_hop):
+                del lines[index]
+            kept = lines
             if not self.keep_client:
                 kept.append(b"Connection: close")
             kept.append(b"\r\n")
@@ -285,8 +287,8 @@ async def _copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 class _Links:
     """The load balancer's I/O for one target (loop thread only)."""
 
-    exchanges: set[Upstream] = field(default_factory=set)  # in use: cut when draining ends
-    idle: list[Upstream] = field(default_factory=list)  # kept for reuse
+    exchanges: set[_Upstream] = field(default_factory=set)  # in use: cut when draining ends
+    idle: list[_Upstream] = field(default_factory=list)  # kept for reuse
     checker: asyncio.Task | None = None
 
     def cut(self) -> None:
@@ -296,7 +298,7 @@ class _Links:
 
 
 @dataclass(eq=False, slots=True)
-class Upstream:
+class _Upstream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     idle_since: float = 0.0
@@ -350,8 +352,9 @@ class LoadBalancer:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> LoadBalancer:
-        if self._thread is not None:
-            raise StateError(f"load balancer {self.name} is already started")
+        if self._loop is not None:
+            raise StateError(f"load balancer {self.name} was already started",
+                             hint="a stopped load balancer is not restarted: create a new one")
         self._thread = threading.Thread(target=self._run_thread, name=f"lb-{self.name}",
                                         daemon=True)
         self._thread.start()
@@ -641,18 +644,19 @@ class LoadBalancer:
         target = self.group.pick()
         if target is None:
             return await self._reply_error(cwriter, 503, request)
-        upstream: Upstream | None = None
+        # Looked up before any await: a drain that ends meanwhile cannot have dropped it yet.
+        links = self._links_of(target)
+        upstream: _Upstream | None = None
         reusable = False
         try:
             try:
-                upstream = await self._connect(target, fresh=request.upgrade)
+                upstream = await self._connect(target, links, fresh=request.upgrade)
             except TimeoutError:
                 return await self._reply_error(cwriter, 504, request)
             except OSError:
                 return await self._reply_error(cwriter, 502, request)
             if target.removed:  # the delay ran out while connecting
                 return await self._reply_error(cwriter, 502, request)
-            links = self._links_of(target)
             links.exchanges.add(upstream)
             idle = self.idle_timeout_s
             upstream.writer.write(request.head)
@@ -684,19 +688,20 @@ class LoadBalancer:
                 # The response has started: all the client can get now is a cut connection.
                 cwriter.transport.abort()
                 return False
-            reusable = response.reusable
+            # After an upgrade offer the target refused, the connection is not worth keeping.
+            reusable = response.reusable and not request.upgrade
             return response.keep_client
         finally:
             if upstream is not None:
-                links = self._links_of(target)
                 links.exchanges.discard(upstream)
                 self._release(target, links, upstream, reusable)
             self.group.release(target)
 
-    async def _connect(self, target: RegisteredTarget, fresh: bool) -> Upstream:
+    async def _connect(self, target: RegisteredTarget, links: _Links,
+                       fresh: bool) -> _Upstream:
         if not fresh:
             now = asyncio.get_running_loop().time()
-            idle = self._links_of(target).idle
+            idle = links.idle
             while idle:
                 upstream = idle.pop()
                 if (upstream.writer.is_closing() or upstream.reader.at_eof()
@@ -707,9 +712,9 @@ class LoadBalancer:
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(target.host, target.port,
                                                            limit=_HEAD_LIMIT)
-        return Upstream(reader, writer)
+        return _Upstream(reader, writer)
 
-    def _release(self, target: RegisteredTarget, links: _Links, upstream: Upstream,
+    def _release(self, target: RegisteredTarget, links: _Links, upstream: _Upstream,
                  reusable: bool) -> None:
         if (reusable and self.target_keepalive_s > 0 and not target.removed
                 and target.state is not TargetHealthState.DRAINING and len(links.idle) < 256
@@ -719,7 +724,7 @@ class LoadBalancer:
         else:
             upstream.abort()
 
-    async def _response_head(self, upstream: Upstream, request: _Request,
+    async def _response_head(self, upstream: _Upstream, request: _Request,
                              idle: float) -> _Response:
         while True:
             try:
@@ -738,7 +743,7 @@ class LoadBalancer:
                 return response
 
     @staticmethod
-    async def _read_exactly(upstream: Upstream, size: int, idle: float) -> bytes:
+    async def _read_exactly(upstream: _Upstream, size: int, idle: float) -> bytes:
         try:
             async with asyncio.timeout(idle):
                 return await upstream.reader.readexactly(size)
@@ -748,7 +753,7 @@ class LoadBalancer:
             raise _Broken(True) from None
 
     async def _tunnel(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
-                      upstream: Upstream) -> None:
+                      upstream: _Upstream) -> None:
         """After a 101: bytes both ways until one side closes or both stay idle too long."""
         loop = asyncio.get_running_loop()
         last = [loop.time()]

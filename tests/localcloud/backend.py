@@ -10,6 +10,7 @@ it came with Content-Length or chunked), ``/headers`` (the request headers as th
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,10 +26,10 @@ class Backend:
         self.health_status = 200
         self.health_checks: list[tuple[float, int]] = []  # (monotonic time, status answered)
         self.last_headers: dict[str, str] = {}
+        self.connections = 0  # accepted TCP connections, health checks included
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"backend": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -47,12 +48,26 @@ class Backend:
         self.server.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A connection the load balancer cut (draining ended, stop) is expected in these tests.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     backend: Backend
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.backend._lock:
+            self.backend.connections += 1
 
     def _answer(self, status: int, body: bytes = b"", extra: dict[str, str] | None = None) -> None:
         self.send_response(status)

@@ -17,6 +17,7 @@ from deployer.localcloud.loadbalancer import (
     TargetGroupSettings,
     TargetHealthState,
 )
+from deployer.poller import HealthPoller
 from tests.localcloud.backend import RELEASE, SERVER_HEADER, Backend
 from tests.support.scripted_server import ScriptedServer
 
@@ -438,6 +439,18 @@ def test_headers_pass_through_and_forwarded_headers_are_added(backend_factory, l
     assert seen["x-forwarded-port"] == str(lb.port)
     assert seen["x-custom"] == "kept"
     assert seen["host"] == f"127.0.0.1:{lb.port}"
+    status, headers, _ = get(lb, headers={"Connection": "close"})
+    assert (status, headers["connection"], headers["server"]) == (200, "close", SERVER_HEADER)
+
+
+def test_the_health_poller_reads_the_release_through_the_load_balancer(backend_factory,
+                                                                        lb_factory):
+    backend = backend_factory("a")
+    lb = lb_factory()
+    lb.register("i-a", backend.port)
+    assert lb.wait_healthy("i-a", 3)
+    probes = HealthPoller(lb.url, hz=20, timeout=1).run_for(0.5)
+    assert probes and all(p.ok and p.version == RELEASE for p in probes)
 
 
 def test_bodies_in_every_framing_over_one_kept_alive_connection(backend_factory, lb_factory):
@@ -469,6 +482,48 @@ def test_bodies_in_every_framing_over_one_kept_alive_connection(backend_factory,
         assert conn.sock is sock  # the same client connection carried all four
     finally:
         conn.close()
+
+
+def test_target_connections_are_reused_and_stale_ones_are_not(backend_factory, lb_factory):
+    checked, traffic = backend_factory("checked"), backend_factory("traffic")
+    lb = lb_factory(fast(health_check_port=checked.port))
+    lb.register("i-a", traffic.port)
+    assert lb.wait_healthy("i-a", 3)
+    assert served_by(lb, 5) == ["traffic"] * 5
+    assert traffic.connections == 1
+
+    # A target that closes each kept-alive connection soon after answering (as Node does
+    # after its keepAliveTimeout): the next request must get a fresh connection, not a 502.
+    closer = socket.socket()
+    closer.bind(("127.0.0.1", 0))
+    closer.listen(8)
+    accepted: list[int] = []
+
+    def answer_once_then_close() -> None:
+        while True:
+            try:
+                conn, _ = closer.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: closer\r\nContent-Length: 2\r\n\r\nok")
+                time.sleep(0.05)
+
+    threading.Thread(target=answer_once_then_close, daemon=True).start()
+    try:
+        lb.deregister("i-a")
+        lb.register("i-closer", closer.getsockname()[1])
+        lb.update_settings(fast())  # checks on the traffic port again
+        assert lb.wait_healthy("i-closer", 3)
+        for _ in range(3):
+            time.sleep(0.2)
+            assert get(lb)[0] == 200
+    finally:
+        closer.close()
 
 
 def test_malformed_requests_get_400(lb_factory):
@@ -519,6 +574,8 @@ def test_stop_closes_connections_and_leaves_no_thread(backend_factory):
     assert not [t for t in threading.enumerate() if t.name.startswith("lb-")]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", lb.port), timeout=1)
+    with pytest.raises(StateError, match="create a new one"):
+        lb.start()
 
 
 def test_api_misuse_raises_the_projects_errors(backend_factory, lb_factory):
