@@ -16,8 +16,9 @@
 #   ETHERPAD_RELEASE     release to install, e.g. 1.8.18 (required unless --from-tree)
 #   ETHERPAD_SOURCE      github | npm | URL or path of a git mirror with the release tags |
 #                        directory or tarball of one release           github
-#   ETHERPAD_COMMIT      commit the release must be; "any" skips the check
-#                        (default: the known commits of ether/etherpad-lite releases)
+#   ETHERPAD_COMMIT      commit the release must be; "any" skips the check (default: the
+#                        known commits of ether/etherpad-lite releases; with --from-tree
+#                        none, the bundle's builder verified it)
 #   ETHERPAD_CACHE_DIR   keep installed trees here, one per source and release, so the next
 #                        install of that release is a copy (unset: no cache)
 #   ETHERPAD_GITHUB_URL  what "github" means       https://github.com/ether/etherpad-lite.git
@@ -78,10 +79,12 @@ known_commit() {
   esac
 }
 
+# A --from-tree release was fetched and verified by whoever built the bundle (the deployer's
+# bundle_release); it is checked again only against an explicit ETHERPAD_COMMIT.
 expected_commit() {
   case "${ETHERPAD_COMMIT:-}" in
     any) echo "" ;;
-    "") known_commit "$RELEASE" ;;
+    "") [ -n "$FROM_TREE" ] || known_commit "$RELEASE" ;;
     *) echo "$ETHERPAD_COMMIT" ;;
   esac
 }
