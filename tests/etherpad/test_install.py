@@ -57,6 +57,7 @@ def test_fetch_only_from_a_mirror_keeps_git_and_records_the_release(mirror, tmp_
     assert (home / ".git" / "HEAD").read_text().strip() == commits["1.8.18"]
     assert (home / "deployer" / "bin" / "start-etherpad.sh").is_file()
     assert (home / "deployer" / "settings.json.template").is_file()
+    assert (home / "deployer" / "plugin" / "ep_deployer_release" / "ep.json").is_file()
     manifest = json.loads((home / ".deployer-install.json").read_text())
     assert manifest["release"] == "1.8.18" and manifest["commit"] == commits["1.8.18"]
     assert manifest["from_cache"] is False
@@ -315,21 +316,25 @@ def test_npm_install_is_laid_out_like_a_git_checkout(npm_install):
     assert npm_install.files > 10_000 and npm_install.size_bytes > 100_000_000
 
 
+@pytest.fixture(scope="module")
+def cached_copy(npm_install, release_cache, etherpad_workdir):
+    """A second install of 1.8.14: from the tree cache the session install filled."""
+    return install_release("1.8.14", resolve_source("npm"), etherpad_workdir / "copy",
+                           cache_dir=release_cache)
+
+
 @pytest.mark.slow
-def test_a_second_install_of_a_release_is_a_copy_from_the_cache(npm_install, release_cache,
-                                                                 tmp_path):
-    again = install_release("1.8.14", resolve_source("npm"), tmp_path / "etherpad",
-                            cache_dir=release_cache)
-    assert again.from_cache and not npm_install.from_cache
-    assert again.files == npm_install.files
-    assert read_install(tmp_path / "etherpad") == again
+def test_a_second_install_of_a_release_is_a_copy_from_the_cache(npm_install, cached_copy):
+    assert cached_copy.from_cache and not npm_install.from_cache
+    assert cached_copy.files == npm_install.files
+    recorded = read_install(cached_copy.root)
+    assert (recorded.release, recorded.source, recorded.from_cache) == ("1.8.14", "npm", True)
 
 
 @pytest.mark.slow
 def test_etherpad_serves_its_release_from_postgres_and_keeps_pads_across_restarts(
-        npm_install, release_cache, postgres, tmp_path):
-    home = tmp_path / "etherpad"
-    install_release("1.8.14", resolve_source("npm"), home, cache_dir=release_cache)
+        cached_copy, postgres):
+    home = cached_copy.root
     run = EtherpadRun(home, env=postgres.etherpad_env())
     run.start(release="1.8.14")
     try:
@@ -362,8 +367,9 @@ def test_a_bundled_tree_is_checked_only_against_an_explicit_commit(mirror, tmp_p
     (tree / "RELEASE").write_text("1.8.18\n")
     result = installer(tmp_path / "a", "--fetch-only", "--from-tree", str(tree))
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "a" / ".deployer-install.json").read_text())["commit"] \
-        == commits["1.8.18"]
+    manifest = json.loads((tmp_path / "a" / ".deployer-install.json").read_text())
+    assert manifest["commit"] == commits["1.8.18"]
+    assert manifest["source"] == f"tree:{tree.resolve()}"
     result = installer(tmp_path / "b", "--fetch-only", "--from-tree", str(tree),
                        ETHERPAD_COMMIT="4b96ff6")
     assert result.returncode == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 
@@ -28,6 +29,7 @@ def mirror(npm_install, tmp_path_factory):
     return repo, commits
 
 
+@pytest.mark.slow
 def test_a_bundle_carries_the_release_source_and_the_scripts(mirror, tmp_path):
     repo, commits = mirror
     source = resolve_source(repo.as_uri(), known_commits={"1.8.17": commits["1.8.17"][:7]})
@@ -81,3 +83,4 @@ def test_a_git_release_installed_from_its_bundle_names_its_commit_and_release(
         assert run.api("getText", padID="from-git")["text"] == "hello from 1.8.18\n"
     finally:
         run.stop()
+        shutil.rmtree(home, ignore_errors=True)  # ~150 MB
