@@ -16,8 +16,9 @@
 #   ETHERPAD_RELEASE     release to install, e.g. 1.8.18 (required unless --from-tree)
 #   ETHERPAD_SOURCE      github | npm | URL or path of a git mirror with the release tags |
 #                        directory or tarball of one release           github
-#   ETHERPAD_COMMIT      commit the release must be; "any" skips the check
-#                        (default: the known commits of ether/etherpad-lite releases)
+#   ETHERPAD_COMMIT      commit the release must be; "any" skips the check (default: the
+#                        known commits of ether/etherpad-lite releases; with --from-tree
+#                        none, the bundle's builder verified it)
 #   ETHERPAD_CACHE_DIR   keep installed trees here, one per source and release, so the next
 #                        install of that release is a copy (unset: no cache)
 #   ETHERPAD_GITHUB_URL  what "github" means       https://github.com/ether/etherpad-lite.git
@@ -78,10 +79,12 @@ known_commit() {
   esac
 }
 
+# A --from-tree release was fetched and verified by whoever built the bundle (the deployer's
+# bundle_release); it is checked again only against an explicit ETHERPAD_COMMIT.
 expected_commit() {
   case "${ETHERPAD_COMMIT:-}" in
     any) echo "" ;;
-    "") known_commit "$RELEASE" ;;
+    "") [ -n "$FROM_TREE" ] || known_commit "$RELEASE" ;;
     *) echo "$ETHERPAD_COMMIT" ;;
   esac
 }
@@ -362,7 +365,9 @@ install_into() {
 # changed installer or plugin never reuses a tree it did not make.
 cache_key() {
   case "$SOURCE_KIND" in
-    github) echo github ;;
+    github)
+      if [ "$GITHUB_URL" = https://github.com/ether/etherpad-lite.git ]; then echo github
+      else echo "git-$(printf %s "$GITHUB_URL" | sha256sum | cut -c1-12)"; fi ;;
     npm) echo npm ;;
     git) echo "git-$(printf %s "$SOURCE" | sha256sum | cut -c1-12)" ;;
     mirror) echo "git-$(printf %s "file://$(cd "$SOURCE" && pwd -P)" | sha256sum | cut -c1-12)" ;;
@@ -402,7 +407,8 @@ started=$T0
 mkdir -p "$(dirname "$HOME_DIR")"
 HOME_DIR=$(cd "$(dirname "$HOME_DIR")" && pwd -P)/$(basename "$HOME_DIR")
 STAGE=$(mktemp -d "$(dirname "$HOME_DIR")/.$(basename "$HOME_DIR").install.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
+BUILDING=""
+trap 'rm -rf "$STAGE" ${BUILDING:+"$BUILDING"}' EXIT
 TREE="$STAGE/tree"
 FROM_CACHE=false
 
@@ -414,6 +420,7 @@ fi
 
 if [ -n "$key" ]; then
   mkdir -p "$CACHE_DIR/$key"
+  CACHE_DIR=$(cd "$CACHE_DIR" && pwd -P)  # npm reports physical paths
   entry="$CACHE_DIR/$key/$RELEASE+$(installer_revision)"
   # One installer per entry at a time; the others wait, then copy what it made.
   exec 9>"$CACHE_DIR/$key/.$RELEASE.lock"
@@ -422,11 +429,12 @@ if [ -n "$key" ]; then
     say "copying $RELEASE from the cache ($entry)"
     FROM_CACHE=true
   else
-    building="$CACHE_DIR/$key/.$RELEASE.building.$$"
-    rm -rf "$building"
-    install_into "$building" "$STAGE/work"
-    printf '%s\n' "$COMMIT" >"$building/.deployer-commit"
-    mv "$building" "$entry"
+    BUILDING="$CACHE_DIR/$key/.$RELEASE.building.$$"
+    rm -rf "$BUILDING"
+    install_into "$BUILDING" "$STAGE/work"
+    printf '%s\n' "$COMMIT" >"$BUILDING/.deployer-commit"
+    mv "$BUILDING" "$entry"
+    BUILDING=""
   fi
   cp -a "$entry" "$TREE"
   COMMIT=$(cat "$TREE/.deployer-commit"); rm -f "$TREE/.deployer-commit"
@@ -438,17 +446,18 @@ fi
 
 # Self-contained: an image or a CodeDeploy instance starts Etherpad from the install alone.
 mkdir -p "$TREE/var" "$TREE/deployer"
-cp -R "$ASSETS/bin" "$TREE/deployer/"
+cp -R "$ASSETS/bin" "$ASSETS/plugin" "$TREE/deployer/"
 cp "$ASSETS/settings.json.template" "$TREE/deployer/"
 
 finished=$(now_ms)
+if [ -n "$FROM_TREE" ]; then SOURCE_DESC="tree:$(cd "$FROM_TREE" && pwd -P)"; else SOURCE_DESC=$SOURCE; fi
 node -e '
   const [file, release, commit, source, fromCache, ms] = process.argv.slice(1);
   require("fs").writeFileSync(file, JSON.stringify({
     release, commit: commit || null, source, from_cache: fromCache === "true",
     seconds: Number(ms) / 1000, installed_at: new Date().toISOString(), node: process.version,
   }, null, 2) + "\n");' "$TREE/.deployer-install.json" "$RELEASE" "$COMMIT" \
-  "${FROM_TREE:+tree:$FROM_TREE}${FROM_TREE:-$SOURCE}" "$FROM_CACHE" "$((finished - started))"
+  "$SOURCE_DESC" "$FROM_CACHE" "$((finished - started))"
 
 # Swap the new tree in, keeping the old install's data and keys.
 if [ -e "$HOME_DIR" ]; then

@@ -46,6 +46,7 @@ probe() {
     # No curl (a minimal image): plain HTTP/1.0 over bash's /dev/tcp.
     [[ "$URL" =~ ^http://([^/:]+)(:([0-9]+))?(/.*)?$ ]] || die "$URL: only http:// URLs without curl"
     local host=${BASH_REMATCH[1]} port=${BASH_REMATCH[3]:-80} path=${BASH_REMATCH[4]:-/}
+    # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
     headers=$(timeout 2 bash -c '
       exec 3<>"/dev/tcp/$1/$2" || exit 1
       printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3

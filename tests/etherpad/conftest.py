@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from deployer.etherpad import InstalledRelease, install_release, resolve_source
@@ -10,7 +12,10 @@ from tests.support.postgres import PostgresServer, pg_bin
 
 @pytest.fixture(scope="session")
 def etherpad_workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("etherpad")
+    work = tmp_path_factory.mktemp("etherpad")
+    yield work
+    # ~150 MB per installed tree: do not leave them for pytest's next-but-two session.
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
