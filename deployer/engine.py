@@ -46,9 +46,13 @@ class PhaseClock:
     phases: list[PhaseTiming] = field(default_factory=list)
     log: Any = None
 
+    origin: float | None = None
+
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = self.clock()
+        if self.origin is None:
+            self.origin = start
         if self.log:
             self.log.info("phase.start", phase=name)
         ok = False
@@ -57,7 +61,8 @@ class PhaseClock:
             ok = True
         finally:
             seconds = round(self.clock() - start, 3)
-            self.phases.append(PhaseTiming(name=name, seconds=seconds))
+            self.phases.append(PhaseTiming(name=name, seconds=seconds,
+                                           start_s=round(start - (self.origin or start), 3)))
             if self.log:
                 self.log.info("phase.end", phase=name, seconds=seconds, ok=ok)
 
@@ -88,6 +93,16 @@ class ReleaseRun:
 
     def execute(self) -> ReleaseReport:
         ctx = self.ctx
+        started_at = time.time()
+        events: list[dict] = []
+        on_event = ctx.on_event
+
+        def record(event) -> None:
+            events.append({"at": event.at, "source": event.source, "resource": event.resource,
+                           "status": event.status, "reason": event.reason})
+            on_event(event)
+
+        ctx.on_event = record
         logs.bind_run(run_id=self.run_id, strategy=self.strategy.name, release=ctx.release,
                       target=ctx.cloud.name)
         self.log.info("release.start", from_release=ctx.from_release)
@@ -139,6 +154,14 @@ class ReleaseRun:
                 served = verify_served(url, self.poller_settings)
         probes = poller.snapshot() if poller else []
         duration = (max((p.sent_s + p.latency_ms / 1000 for p in probes), default=0.0))
+        probe_start = poller.started_at if poller and poller.started_at else started_at
+        health = []
+        if poller is not None:
+            try:
+                health = ctx.cloud.target_health_history(self.strategy.name)
+            except DeployerError as exc:
+                self.log.warning("report.no_target_health", reason=str(exc))
+        ctx.on_event = on_event
         analysis = analyse(probes, url=url or "", hz=self.poller_settings.hz,
                            duration_s=duration, skipped=poller.skipped if poller else 0)
         report = ReleaseReport(
@@ -146,6 +169,10 @@ class ReleaseRun:
             release=ctx.release, from_release=ctx.from_release, target=ctx.cloud.name,
             outcome=outcome, phases=self.phases.phases, total_seconds=self.phases.total(),
             served_versions=served, error=error, details=details,
+            started_at=started_at, probe_offset_s=round(probe_start - started_at, 3),
+            timeline=[[p.sent_s, p.outcome, p.version, round(p.latency_ms, 1)] for p in probes],
+            target_health=[{**h, "at_s": round(h["at"] - probe_start, 3)} for h in health],
+            events=[{**e, "at_s": round(e["at"] - probe_start, 3)} for e in events],
         )
         if outcome == "succeeded" and served != [ctx.release]:
             report.outcome = "failed"

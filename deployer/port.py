@@ -136,3 +136,7 @@ class CloudPort(ABC):
     # the load balancer as the poller and reports see it
     @abstractmethod
     def target_health(self, strategy: str) -> list[TargetHealth]: ...
+
+    def target_health_history(self, strategy: str) -> list[dict]:
+        """Target state transitions {at, target_id, from_state, to_state, reason}, if known."""
+        return []

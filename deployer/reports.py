@@ -17,6 +17,7 @@ from deployer.analysis import ProbeAnalysis
 class PhaseTiming(BaseModel):
     name: str
     seconds: float
+    start_s: float = 0.0  # since the run started (started_at)
 
 
 class ReleaseReport(ProbeAnalysis):
@@ -33,6 +34,14 @@ class ReleaseReport(ProbeAnalysis):
     served_versions: list[str] = Field(default_factory=list)
     error: str | None = None
     details: dict = Field(default_factory=dict)
+    # For timelines (HTML reports, history): when the run started (unix time), where probe
+    # times start on the run's clock, every probe as [sent_s, outcome, version, latency_ms],
+    # target health transitions and cloud events with times on the probe clock.
+    started_at: float = 0.0
+    probe_offset_s: float = 0.0
+    timeline: list[list] = Field(default_factory=list)
+    target_health: list[dict] = Field(default_factory=list)
+    events: list[dict] = Field(default_factory=list)
 
 
 def write_json(report: BaseModel, path: Path) -> None:

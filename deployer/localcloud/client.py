@@ -233,6 +233,12 @@ class LocalCloud(CloudPort):
                       size_bytes=i.size_bytes, created_at=i.created_at, tags=i.tags)
                 for i in self.state().images.values() if i.state == "available"]
 
+    def target_health_history(self, strategy: str) -> list[dict]:
+        stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
+        return [{"at": h["at"], "target_id": h["target_id"], "from_state": h["from_state"],
+                 "to_state": h["to_state"], "reason": h.get("reason", "")}
+                for h in stack.get("health_history", [])]
+
     def target_health(self, strategy: str) -> list[TargetHealth]:
         stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
         return [TargetHealth(target_id=tid, state=t["state"], reason=t.get("reason", ""))

@@ -304,9 +304,8 @@ class Supervisor:
             stack["url"] = runtime.lb.url if runtime.lb else None
             stack["targets"] = {tid: {"state": str(t.state.value), "reason": t.reason}
                                 for tid, t in runtime.lb.states().items()} if runtime.lb else {}
-            stack["health_history"] = [h.model_dump(mode="json") if hasattr(h, "model_dump")
-                                       else dict(h.__dict__) for h in
-                                       (runtime.lb.history() if runtime.lb else [])][-200:]
+            history = runtime.lb.history() if runtime.lb else []
+            stack["health_history"] = [h.model_dump(mode="json") for h in history[-500:]]
             for key in stack.get("noecho", []):
                 if key in stack["parameters"]:
                     stack["parameters"][key] = "****"
