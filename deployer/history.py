@@ -182,6 +182,8 @@ class History:
             args += [strategy, f"%,{strategy},%"]
         query += " ORDER BY started_at DESC, run_id DESC LIMIT ?"
         args.append(limit)
+        if not self.path.exists():
+            return []  # reading never creates the file
         with self._db() as db:
             rows = db.execute(query, args).fetchall()
         keys = list(HistoryEntry.model_fields)
@@ -189,6 +191,9 @@ class History:
 
     def report(self, run_id: str) -> StoredRun:
         """A run's report as it was stored."""
+        if not self.path.exists():
+            raise UnknownRun(f"no run {run_id!r}: there is no run history yet ({self.path})",
+                             hint="'deployer release' and 'deployer compare' record runs")
         with self._db() as db:
             row = db.execute("SELECT kind, report, machine FROM runs WHERE run_id = ?",
                              (run_id,)).fetchone()
@@ -209,6 +214,8 @@ class History:
             query += " AND strategy = ?"
             args.append(strategy)
         query += " ORDER BY started_at DESC, run_id DESC"
+        if not self.path.exists():
+            return []
         with self._db() as db:
             rows = db.execute(query, args).fetchall()
         by_strategy: dict[str, list[float]] = {}

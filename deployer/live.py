@@ -43,14 +43,14 @@ class LiveView(CompareObserver):
         self.compare_line = ""
         self.strategy: str | None = None
         self.phase: str | None = None
-        self.phase_started = 0.0
+        self._phase_t0 = 0.0
         self.done: list[tuple[str, float, bool]] = []
         self.ok = self.failed = 0
         self.by_class: dict[str, int] = {}
         self.versions: dict[str, int] = {}
         self.last_version: str | None = None
         self.events: deque[str] = deque(maxlen=5)
-        self.run_started = 0.0
+        self._run_t0 = 0.0
         self.instances: list[tuple[str, str, str | None, str | None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -104,11 +104,11 @@ class LiveView(CompareObserver):
             self.by_class, self.versions, self.last_version = {}, {}, None
             self.events.clear()
             self.instances = []
-            self.run_started = time.monotonic()
+            self._run_t0 = time.monotonic()
 
     def phase_started(self, name: str) -> None:
         with self._lock:
-            self.phase, self.phase_started = name, time.monotonic()
+            self.phase, self._phase_t0 = name, time.monotonic()
 
     def phase_ended(self, name: str, seconds: float, ok: bool) -> None:
         with self._lock:
@@ -128,7 +128,7 @@ class LiveView(CompareObserver):
                 self.by_class[probe.outcome] = self.by_class.get(probe.outcome, 0) + 1
 
     def event(self, event: Event) -> None:
-        at = time.monotonic() - self.run_started
+        at = time.monotonic() - self._run_t0
         line = f"{at:6.1f}s  {event.resource} {event.status}"
         if event.reason:
             line += f": {event.reason}"
@@ -147,7 +147,7 @@ class LiveView(CompareObserver):
                 phases.append(f"{name} {seconds:.1f}s ", style="green" if ok else "red")
                 phases.append("· ", style="dim")
             if self.phase:
-                phases.append(f"{self.phase} {time.monotonic() - self.phase_started:.1f}s …",
+                phases.append(f"{self.phase} {time.monotonic() - self._phase_t0:.1f}s …",
                               style="bold yellow")
             lines.append(phases)
             probes = Text("probes: ")
