@@ -313,6 +313,11 @@ class CompareRun:
                 key = r.outcome if r.outcome != "succeeded" or r.zero_downtime else "downtime"
                 outcomes[key] = outcomes.get(key, 0) + 1
             entry["outcomes"] = outcomes
+            # A creation happens once, in the first repetition: keep its time apart from the
+            # median, which with repetitions is the time of finding the environment there.
+            created = [m.phases.get("environment") for _, m, _ in results
+                       if m.environment_created]
+            entry["environment_created_s"] = created[0] if created else None
             strategies[name] = entry
             release_times = entry["repeats"]["release_s"]
             per_strategy[name] = {

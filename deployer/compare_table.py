@@ -56,6 +56,7 @@ class StrategyView:
     floor: Floor | None
     repeats: dict[str, Spread | None] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
+    environment_created_s: float | None = None  # the run that created the environment
 
     @classmethod
     def from_entry(cls, name: str, entry: dict) -> StrategyView:
@@ -66,7 +67,8 @@ class StrategyView:
         floor = Floor.model_validate(entry["floor"]) if entry.get("floor") else None
         repeats = {key: Spread.model_validate(value) if value else None
                    for key, value in (entry.get("repeats") or {}).items()}
-        return cls(name, report, measures, floor, repeats, entry.get("outcomes") or {})
+        return cls(name, report, measures, floor, repeats, entry.get("outcomes") or {},
+                   entry.get("environment_created_s"))
 
     @classmethod
     def from_report(cls, report: ReleaseReport) -> StrategyView:
@@ -156,6 +158,10 @@ def measured_rows(views: list[StrategyView]) -> list[Row]:
         return f"new from {_num(m.first_new_s, 's', 2)}, old until {_num(m.last_old_s, 's', 2)}"
 
     def created(v: StrategyView) -> str:
+        spread = v.repeats.get("environment_s")
+        if spread is not None and spread.n > 1 and v.environment_created_s is not None:
+            return (f"{v.environment_created_s:.1f} s to create (first repetition); "
+                    f"median {spread.median:.1f} s")
         value = _cell(v, "environment_s", v.measures.phases.get("environment"))
         return value + (" (created)" if v.measures.environment_created else "")
 
