@@ -51,6 +51,9 @@ class RunObserver:
     def run_started(self, run_id: str, strategy: str, release: str,
                     from_release: str | None) -> None: ...
 
+    def environment_ready(self, url: str | None, from_release: str | None) -> None:
+        """The environment exists; ``from_release`` is the release it really runs."""
+
     def phase_started(self, name: str) -> None: ...
 
     def phase_ended(self, name: str, seconds: float, ok: bool) -> None: ...
@@ -145,6 +148,7 @@ class ReleaseRun:
             with self.phases.phase("environment"):
                 env = self.strategy.ensure_environment(ctx)
                 url = env.url
+            self.observer.environment_ready(url, ctx.from_release)
             with self.phases.phase("prepare"):
                 prepared = self.strategy.prepare(ctx)
             details["prepared"] = {"kind": prepared.kind, "ref": prepared.ref,

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deployer.compare_table import (StrategyView, measured_rows, qualitative_rows)
-from deployer.measures import _LAUNCH, _LIFECYCLE
+from deployer.measures import LAUNCH_REASON, LIFECYCLE_RESOURCE
 
 WIDTH = 1240
 LEFT = 170  # lane labels
@@ -158,11 +158,11 @@ def _probe_runs(timeline: list[list], hz: float) -> list[tuple[float, float, str
 
 def _instance_of(event: dict) -> tuple[str | None, str]:
     """(instance id, short label) of an instance event, or (None, label) for the rest."""
-    match = _LIFECYCLE.match(event.get("resource") or "")
+    match = LIFECYCLE_RESOURCE.match(event.get("resource") or "")
     if match:
         return match[2], match[3]
     reason = event.get("reason") or ""
-    launch = _LAUNCH.search(reason)
+    launch = LAUNCH_REASON.search(reason)
     if launch:
         return launch[1], "launch"
     for word, label in (("Terminating EC2 instance ", "terminate"),
@@ -345,7 +345,7 @@ def _lifecycle_segments(events: list[tuple[dict, str]]) -> list[tuple[str, float
     started: dict[str, float] = {}
     segments = []
     for event, label in events:
-        if not _LIFECYCLE.match(event.get("resource") or ""):
+        if not LIFECYCLE_RESOURCE.match(event.get("resource") or ""):
             continue
         if event["status"] == "InProgress":
             started[label] = event["at_s"]

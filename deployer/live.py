@@ -40,6 +40,7 @@ class LiveView(CompareObserver):
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.heading = ""
+        self.run_id = self.release = ""
         self.compare_line = ""
         self.strategy: str | None = None
         self.phase: str | None = None
@@ -95,9 +96,8 @@ class LiveView(CompareObserver):
     def run_started(self, run_id: str, strategy: str, release: str,
                     from_release: str | None) -> None:
         with self._lock:
-            self.heading = (f"release {release} via {strategy}"
-                            + (f" (from {from_release})" if from_release else "")
-                            + f" — run {run_id}")
+            self.run_id, self.release = run_id, release
+            self.heading = f"release {release} via {strategy} — run {run_id}"
             self.strategy = strategy
             self.phase, self.done = None, []
             self.ok = self.failed = 0
@@ -105,6 +105,12 @@ class LiveView(CompareObserver):
             self.events.clear()
             self.instances = []
             self._run_t0 = time.monotonic()
+
+    def environment_ready(self, url: str | None, from_release: str | None) -> None:
+        with self._lock:
+            self.heading = (f"release {self.release} via {self.strategy}"
+                            + (f" (from {from_release})" if from_release else "")
+                            + (f" at {url}" if url else "") + f" — run {self.run_id}")
 
     def phase_started(self, name: str) -> None:
         with self._lock:

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from deployer.reports import ReleaseReport
 
-_LAUNCH = re.compile(r"Launching a new EC2 instance: (\S+)")
+LAUNCH_REASON = re.compile(r"Launching a new EC2 instance: (\S+)")
 # CodeDeploy lifecycle events arrive as "<deployment>/<instance>/<event>".
-_LIFECYCLE = re.compile(r"^(d-[^/]+)/([^/]+)/([A-Za-z]+)$")
+LIFECYCLE_RESOURCE = re.compile(r"^(d-[^/]+)/([^/]+)/([A-Za-z]+)$")
 # The work on an instance between traffic blocked and traffic allowed again.
 IN_PLACE_EVENTS = ("ApplicationStop", "DownloadBundle", "BeforeInstall", "Install",
                    "AfterInstall", "ApplicationStart", "ValidateService")
@@ -86,7 +86,7 @@ def boot_to_healthy(report: ReleaseReport) -> list[BootToHealthy]:
     instance), else its registration (an in-place deployment allowing traffic again)."""
     launches: dict[str, list[float]] = {}
     for event in report.events:
-        match = _LAUNCH.search(event.get("reason") or "")
+        match = LAUNCH_REASON.search(event.get("reason") or "")
         if event.get("status") == "LAUNCHING" and match:
             launches.setdefault(match[1], []).append(event["at_s"])
     registrations: dict[str, list[float]] = {}
@@ -129,7 +129,7 @@ def lifecycle_seconds(report: ReleaseReport) -> dict[str, dict[str, float]]:
     started: dict[tuple[str, str], float] = {}
     seconds: dict[str, dict[str, float]] = {}
     for event in sorted(report.events, key=lambda e: e["at_s"]):
-        match = _LIFECYCLE.match(event.get("resource") or "")
+        match = LIFECYCLE_RESOURCE.match(event.get("resource") or "")
         if not match or event["at_s"] < -_SLACK_S:
             continue
         _, instance, name = match.groups()

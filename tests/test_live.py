@@ -41,7 +41,8 @@ def test_live_view_shows_phase_probes_instances_and_events():
     view = LiveView(Console(file=io.StringIO(), force_terminal=True), cloud, poll_s=0.05)
     with view:
         view.compare_run_started("packer", 1, 2, RunRole.MEASURED, 3, 6)
-        view.run_started("run-1", "packer", "1.8.18", "1.8.17")
+        view.run_started("run-1", "packer", "1.8.18", "1.8.16")
+        view.environment_ready("http://127.0.0.1:8080/", "1.8.17")  # what it really runs
         view.phase_started("prepare")
         view.phase_ended("prepare", 20.04, True)
         view.phase_started("rollout")
@@ -56,7 +57,7 @@ def test_live_view_shows_phase_probes_instances_and_events():
         time.sleep(0.1)
         shown = text_of(view)
     assert "compare: packer (3 of 6, repetition 1 of 2) — measured release" in shown
-    assert "release 1.8.18 via packer (from 1.8.17) — run run-1" in shown
+    assert "release 1.8.18 via packer (from 1.8.17) at http://127.0.0.1:8080/ — run run-1" in shown
     assert "prepare 20.0s" in shown and "rollout" in shown
     assert "5 ok, 1 failed (http_503 1)" in shown and "answered by: 1.8.17 5" in shown
     assert "i-new" in shown and "draining" in shown
