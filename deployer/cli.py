@@ -228,8 +228,9 @@ def release(
 @app.command("strategies")
 def list_strategies() -> None:
     """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""
-    from deployer.strategy import ENTRY_POINT_GROUP
     from importlib.metadata import entry_points
+
+    from deployer.strategy import ENTRY_POINT_GROUP
 
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         ENV.stdout.print(f"{ep.name}\t{ep.value}")

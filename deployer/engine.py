@@ -14,14 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from deployer import logs
-from deployer.home import deployer_home
 from deployer.analysis import analyse
 from deployer.errors import DeployerError, RolloutFailed, UsageError
+from deployer.home import deployer_home
 from deployer.poller import HealthPoller
 from deployer.reports import PhaseTiming, ReleaseReport
 from deployer.strategy import Prepared, ReleaseContext, Strategy

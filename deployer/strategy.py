@@ -13,8 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import UsageError
 from deployer.assets import asset_path
+from deployer.errors import UsageError
 from deployer.port import CloudPort, EnvironmentView, OnEvent
 
 ENTRY_POINT_GROUP = "deployer.strategies"

@@ -21,10 +21,20 @@ from dataclasses import dataclass
 
 from deployer import logs
 from deployer.errors import CloudError
-from deployer.localcloud.instances import (ImageStore, InstanceLauncher, free_port,
-                                            is_instance_alive, new_id)
-from deployer.localcloud.state import (InstanceRecord, InstanceState, LifecycleState,
-                                       StackRecord, Store)
+from deployer.localcloud.instances import (
+    ImageStore,
+    InstanceLauncher,
+    free_port,
+    is_instance_alive,
+    new_id,
+)
+from deployer.localcloud.state import (
+    InstanceRecord,
+    InstanceState,
+    LifecycleState,
+    StackRecord,
+    Store,
+)
 
 log = logs.get_logger(component="autoscaling")
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer import errors
+from deployer.fsutil import tree_size
 from deployer.localcloud.imagebuilder import LocalImageBuilder
-from deployer.localcloud.instances import MARKER, kill_instance_processes, new_id, tree_size
+from deployer.localcloud.instances import MARKER, kill_instance_processes, new_id
 from deployer.localcloud.state import ImageRecord, InstanceState
 from deployer.packer_template import load_packer_template
 from deployer.port import Event

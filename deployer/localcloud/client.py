@@ -22,8 +22,18 @@ from deployer import errors
 from deployer.home import deployer_home
 from deployer.localcloud.state import CloudState, Store
 from deployer.localcloud.supervisor import cloud_dir
-from deployer.port import (Artifact, CloudPort, DeploymentResult, EnvironmentView, Event, Image,
-                           InstanceView, OnEvent, StackResult, TargetHealth)
+from deployer.port import (
+    Artifact,
+    CloudPort,
+    DeploymentResult,
+    EnvironmentView,
+    Event,
+    Image,
+    InstanceView,
+    OnEvent,
+    StackResult,
+    TargetHealth,
+)
 
 POLL_S = 0.2
 START_TIMEOUT_S = 60.0

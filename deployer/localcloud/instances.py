@@ -27,6 +27,7 @@ from pathlib import Path
 from deployer import logs
 from deployer.assets import asset_path
 from deployer.errors import CloudError, NotFound
+from deployer.fsutil import tree_size
 from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
 
 MARKER = "DEPLOYER_INSTANCE_ID"
@@ -45,25 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """(bytes, files) of a tree, hardlinks counted once."""
-    seen: set[tuple[int, int]] = set()
-    size = files = 0
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            files += 1
-            size += st.st_size
-    return size, files
 
 
 def clone_tree(src: Path, dst: Path) -> None:
