@@ -181,8 +181,11 @@ class InstanceLauncher:
             "DEPLOYER_ASSETS": str(asset_path("etherpad")),
         }
         # npm's cache is the machine's: instances install offline from the warm cache.
+        # ETHERPAD_CACHE_DIR, when the operator sets it, lets instances copy an installed
+        # release instead of running npm (rehearsals and tests; unset, installs are honest).
         for name in ("npm_config_cache", "NPM_CONFIG_CACHE", "DEPLOYER_HOME", "NODE_OPTIONS",
-                     "npm_config_registry", "NPM_CONFIG_REGISTRY", "NPM_CONFIG_USERCONFIG"):
+                     "npm_config_registry", "NPM_CONFIG_REGISTRY", "NPM_CONFIG_USERCONFIG",
+                     "ETHERPAD_CACHE_DIR"):
             if name in os.environ:
                 env[name] = os.environ[name]
         env.update(extra)
