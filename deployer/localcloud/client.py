@@ -53,6 +53,10 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+class _Unreachable(Exception):
+    """The supervisor did not answer at the transport level."""
+
+
 def stack_name(strategy: str) -> str:
     return f"etherpad-{strategy}"
 
@@ -102,6 +106,32 @@ class LocalCloud(CloudPort):
         return self.supervisor_info() is not None
 
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        try:
+            return self._call_once(method, path, body)
+        except _Unreachable:
+            # The supervisor went away under us (it exits when its last stack is deleted):
+            # start a new one and ask again, once.
+            self._wait_gone(timeout=15.0)
+            try:
+                return self._call_once(method, path, body)
+            except _Unreachable as exc:
+                raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
+                                        hint="run the command again; it restarts the "
+                                             "supervisor") from None
+
+    def _wait_gone(self, timeout: float) -> None:
+        info_file = self.dir / "supervisor.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = json.loads(info_file.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return
+            if not _pid_alive(int(info.get("pid", 0))):
+                return
+            time.sleep(0.1)
+
+    def _call_once(self, method: str, path: str, body: dict | None = None) -> Any:
         url = self.ensure_supervisor() + path
         data = json.dumps(body or {}).encode() if method == "POST" else None
         request = urllib.request.Request(url, data=data, method=method,
@@ -113,8 +143,7 @@ class LocalCloud(CloudPort):
             raise remote_error(json.loads(exc.read() or b"{}").get("error", {})) from None
         except (OSError, http.client.HTTPException) as exc:
             self._url = None
-            raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
-                                    hint="run the command again; it restarts the supervisor")
+            raise _Unreachable(str(exc)) from None
 
     def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
         seen = op_seen = 0
@@ -196,8 +225,8 @@ class LocalCloud(CloudPort):
         if info is None:
             return
         try:
-            self._call("POST", "/shutdown")
-        except errors.CloudError:
+            self._call_once("POST", "/shutdown")  # never start a supervisor to stop it
+        except (_Unreachable, errors.CloudError):
             pass
         deadline = time.monotonic() + timeout
         while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:

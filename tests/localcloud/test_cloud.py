@@ -278,3 +278,15 @@ def test_unhealthy_instance_is_replaced(cloud: LocalCloud):
               if e["status"] == "UNHEALTHY"]
     assert events and "ELB health checks" in events[0]["reason"]
 
+
+
+def test_up_right_after_the_last_down_starts_a_new_supervisor(cloud: LocalCloud):
+    """The supervisor exits when its last stack goes; a command at that moment still works,
+    whether the old supervisor takes it or hands over to a new one."""
+    for pause in (0.0, 0.5):
+        cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+        cloud.destroy_environment(STRATEGY, cloud.events.append)
+        time.sleep(pause)
+        view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+        assert view.stack_status == "CREATE_COMPLETE"
+        cloud.destroy_environment(STRATEGY, cloud.events.append)
