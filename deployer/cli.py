@@ -6,6 +6,7 @@ One place (:func:`main`) maps every error to one line on stderr and a documented
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -211,7 +212,11 @@ def release(
     start_at = from_version or previous_release(version)
     strat, ctx = _context(strategy, version, start_at, target, source, {
         "ignore_application_stop_failures": ignore_application_stop_failures})
-    report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz)).execute()
+    try:
+        report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz)).execute()
+    finally:
+        # Bundles and build output were uploaded or registered: the scratch space can go.
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
     if json_path:
         write_json(report, json_path)
     if junit_path:

@@ -69,8 +69,8 @@ class Strategy(ABC):
             return view
         if ctx.from_release is None:
             raise UsageError(f"there is no {self.name} environment yet and no release to "
-                             f"create it at", hint="pass --from VERSION (the release it "
-                                                   "runs before this one)")
+                             "create it at", hint="pass --from VERSION, the release it runs "
+                                                  "before this one")
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
                                             self.initial_parameters(ctx), ctx.on_event)
 

@@ -36,6 +36,10 @@ from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, S
 log = logs.get_logger(component="supervisor")
 
 
+# A supervisor with no stack and nothing running exits after this long.
+IDLE_EXIT_S = 30.0
+
+
 def cloud_dir(home: Path) -> Path:
     return home / "localcloud"
 
@@ -143,9 +147,14 @@ class Supervisor:
         self.store.save()
 
     def _tick(self) -> None:
+        idle_since = time.monotonic()
         while not self.stopping.is_set():
             time.sleep(1.0)
             self.launcher.reap()
+            if self.stacks or any(op.status == "running" for op in self.operations.values()):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_EXIT_S:
+                self._shutdown_if_idle()
             for runtime in list(self.stacks.values()):
                 lock = self.stack_locks.get(runtime.record.name)
                 if lock and lock.locked():
