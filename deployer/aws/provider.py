@@ -62,14 +62,17 @@ class AwsCloud(CloudPort):
 
     def __init__(self, session: boto3.Session | None = None, *, clock: Clock | None = None,
                  packer: PackerCli | None = None, caller: Caller | None = None,
-                 assets_dir: Path | None = None) -> None:
+                 assets_dir: Path | None = None, clients: dict[str, Any] | None = None,
+                 identity: Identity | None = None) -> None:
+        """``clients`` (by service name) and ``identity`` let tests hand in Stubber-backed
+        clients and skip the preflight; in use both come from the session."""
         self._session = session
         self.clock = clock or Clock()
         self.caller = caller or Caller(sleep=self.clock.sleep)
         self.packer = packer or PackerCli(clock=self.clock.now)
         self.assets_dir = assets_dir
-        self.identity: Identity | None = None
-        self._clients: dict[str, Any] = {}
+        self.identity: Identity | None = identity
+        self._clients: dict[str, Any] = dict(clients or {})
         self._health: dict[str, TargetHealthWatcher] = {}
         self.log = logs.get_logger(target="aws")
 
@@ -248,6 +251,7 @@ class AwsCloud(CloudPort):
         answer = change_sets.wait(change_set)
         if answer is None:
             raise CloudError(f"CloudFormation found nothing to create in {template}")
+        assert change_set is not None
         result = self._run_operation(strategy, answer["StackId"],
                                      lambda: change_sets.execute(change_set), on_event, "creation")
         if result.status != StackStatus.CREATE_COMPLETE:
@@ -360,6 +364,7 @@ class AwsCloud(CloudPort):
             self.log.info("stack.change", stack=name, action=rc.get("Action"),
                           resource=rc.get("LogicalResourceId"), type=rc.get("ResourceType"),
                           replacement=rc.get("Replacement"))
+        assert change_set is not None
         return self._run_operation(strategy, stack["StackId"],
                                    lambda: change_sets.execute(change_set), on_event, "update")
 
