@@ -209,7 +209,7 @@ class AwsCloud(CloudPort):
                                   what=f"{what} of stack {name}", describe=describe)
         reason = follower.failure_reason() if status in FAILED else ""
         if status in FAILED:
-            self.log.warning("stack.failed", stack=name, status=status.value, reason=reason)
+            self.log.warning("stack.failed", stack_name=name, status=status.value, reason=reason)
         return StackResult(stack_name=name, status=status.value, reason=reason)
 
     def ensure_environment(self, strategy: str, template: Path, parameters: dict[str, str],
@@ -227,7 +227,7 @@ class AwsCloud(CloudPort):
                 return view
             if status in (StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED):
                 # A stack whose creation failed can only be deleted, then created anew.
-                self.log.warning("stack.replacing", stack=name, status=status.value)
+                self.log.warning("stack.replacing", stack_name=name, status=status.value)
                 self.destroy_environment(strategy, on_event)
         text = template.read_text()
         document = templates.parse(text, str(template))
@@ -315,7 +315,7 @@ class AwsCloud(CloudPort):
         storage = self._storage()
         for bucket in self._physical(stack_id, "AWS::S3::Bucket"):
             emptied = storage.empty_bucket(bucket)
-            self.log.info("stack.bucket_emptied", stack=name, bucket=bucket, objects=emptied)
+            self.log.info("stack.bucket_emptied", stack_name=name, bucket=bucket, objects=emptied)
         result = self._run_operation(
             strategy, stack_id,
             lambda: self.caller(self.client("cloudformation"), "delete_stack", StackName=stack_id),
@@ -354,14 +354,14 @@ class AwsCloud(CloudPort):
             templates.capabilities(document))
         answer = change_sets.wait(change_set)
         if answer is None:
-            self.log.info("stack.no_changes", stack=name)
+            self.log.info("stack.no_changes", stack_name=name)
             on_event(Event(at=self.clock.now(), source="stack", resource=name,
                            status=stack["StackStatus"], reason="no changes: nothing to do"))
             return StackResult(stack_name=name, status=stack["StackStatus"],
                                reason="no changes")
         for change in answer.get("Changes", []):
             rc = change.get("ResourceChange", {})
-            self.log.info("stack.change", stack=name, action=rc.get("Action"),
+            self.log.info("stack.change", stack_name=name, action=rc.get("Action"),
                           resource=rc.get("LogicalResourceId"), type=rc.get("ResourceType"),
                           replacement=rc.get("Replacement"))
         assert change_set is not None
