@@ -21,7 +21,6 @@ import platform
 import random
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace

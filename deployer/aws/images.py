@@ -59,8 +59,10 @@ class Images:
                      created_at=_created(image.get("CreationDate")), tags=tags)
 
     def list(self) -> list[Image]:
+        # Only available images: one still being created belongs to a bake in progress.
         images = self._describe(Owners=["self"], Filters=[
-            {"Name": "tag:Application", "Values": [APPLICATION_TAG["Value"]]}])
+            {"Name": "tag:Application", "Values": [APPLICATION_TAG["Value"]]},
+            {"Name": "state", "Values": ["available"]}])
         sizes = self._sizes(images)
         return sorted((self.to_port(i, sizes) for i in images), key=lambda i: i.created_at)
 
