@@ -274,3 +274,28 @@ def test_preflight_with_an_unknown_profile(monkeypatch):
 def test_preflight_names_the_identity(cloud):
     identity = cloud.preflight()
     assert identity.account == ACCOUNT and identity.region == "us-east-1"
+
+
+def test_cli_status_and_images_on_aws(cloud, moto_session, tmp_path, capsys):
+    import json
+
+    from deployer.cli import main
+
+    image, _ = register(moto_session, "etherpad-1.8.17", "1.8.17")
+    create(cloud, "packer", tmp_path, AMI=image)
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "--target", "aws", "--json"])
+    assert exited.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["target"] == "aws"
+    assert [(e["stack_name"], e["release"]) for e in doc["environments"]] == \
+        [("etherpad-packer", "1.8.17")]
+    assert [i["image_id"] for i in doc["images"]] == [image]
+    with pytest.raises(SystemExit) as exited:
+        main(["images", "list", "--target", "aws", "--json"])
+    listed = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 0 and listed[0]["image_id"] == image and listed[0]["in_use"]
+    with pytest.raises(SystemExit) as exited:
+        main(["images", "prune", "--keep", "0", "--target", "aws"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and f"kept {image} (1.8.17): in use" in out
