@@ -230,6 +230,75 @@ def release(
     raise typer.Exit(exit_for(report.zero_downtime))
 
 
+images_app = typer.Typer(help="The Etherpad images (AMIs) on a target: list and prune.",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("list")
+def images_list(
+    target: TargetOpt = "local",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+) -> None:
+    """Images tagged Application=etherpad: release, size and age, and whether in use."""
+    from rich.table import Table
+
+    from deployer.images import age_text, size_text
+    from deployer.providers import get_cloud
+
+    cloud = get_cloud(target)
+    images = sorted(cloud.list_images(), key=lambda i: i.created_at, reverse=True)
+    in_use = cloud.images_in_use() if images else set()
+    if json_out:
+        ENV.stdout.print_json(data=[{**i.model_dump(), "in_use": i.image_id in in_use}
+                                    for i in images])
+        return
+    if not images:
+        ENV.stdout.print(f"no Etherpad images on the {target} target")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("image", "name", "release", "size", "age", "in use"):
+        table.add_column(column)
+    for image in images:
+        table.add_row(image.image_id, image.name, image.release or "-",
+                      size_text(image.size_bytes), age_text(image.created_at),
+                      "yes" if image.image_id in in_use else "")
+    ENV.stdout.print(table)
+
+
+@images_app.command("prune")
+def images_prune(
+    keep: Annotated[int, typer.Option("--keep", help="How many of the newest images to keep.")],
+    target: TargetOpt = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; change "
+                                                            "nothing.")] = False,
+) -> None:
+    """Deregister all but the newest KEEP images (and delete their snapshots).
+
+    An image a stack or an instance uses is never removed, however old.
+    """
+    from deployer.images import prune_images
+    from deployer.providers import get_cloud
+
+    result = prune_images(get_cloud(target), keep, dry_run=dry_run)
+    plan = result.plan
+    for image in plan.in_use:
+        ENV.stdout.print(f"kept {image.image_id} ({image.release or image.name}): in use")
+    for image in plan.deregister:
+        if dry_run:
+            ENV.stdout.print(f"would deregister {image.image_id} ({image.release or image.name})")
+        elif image.image_id in result.deregistered:
+            ENV.stdout.print(f"deregistered {image.image_id} ({image.release or image.name})")
+    for image_id, why in result.refused.items():
+        ENV.stdout.print(f"kept {image_id}: {why}")
+    snapshots = f", {len(result.deleted_snapshots)} snapshots deleted" \
+        if result.deleted_snapshots else ""
+    ENV.stdout.print(f"{len(plan.keep)} newest kept, {len(plan.in_use)} in use kept, "
+                     f"{len(result.deregistered)} deregistered{snapshots}")
+    if result.refused:
+        raise typer.Exit(ExitStatus.ERROR)
+
+
 @app.command("strategies")
 def list_strategies() -> None:
     """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""

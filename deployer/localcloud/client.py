@@ -274,6 +274,16 @@ class LocalCloud(CloudPort):
                       size_bytes=i.size_bytes, created_at=i.created_at, tags=i.tags)
                 for i in self.state().images.values() if i.state == "available"]
 
+    def images_in_use(self) -> set[str]:
+        from deployer.localcloud.baking import images_in_state
+
+        return images_in_state(self.state())
+
+    def deregister_image(self, image_id: str) -> list[str]:
+        # The supervisor checks again under its lock and refuses an image in use.
+        self._call("POST", "/images/deregister", {"image_id": image_id})
+        return []  # a local image is a directory tree: nothing like snapshots is left over
+
     def target_health_history(self, strategy: str) -> list[dict]:
         stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
         return [{"at": h["at"], "target_id": h["target_id"], "from_state": h["from_state"],
