@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -40,6 +42,8 @@ class Env:
     stdout: Console
     stderr: Console
     debug: bool = False
+    log_format: str = "auto"
+    verbose: bool = False
 
 
 ENV = Env(stdout=Console(), stderr=Console(stderr=True))
@@ -56,6 +60,7 @@ def _global(
     if log_format not in ("auto", "console", "json"):
         raise UsageError(f"unknown log format {log_format!r}", hint="use auto, console or json")
     ENV.debug = debug
+    ENV.log_format, ENV.verbose = log_format, verbose
     logs.configure(log_format, verbose=verbose)  # type: ignore[arg-type]
 
 
@@ -183,6 +188,45 @@ def down(
         ENV.stdout.print(f"environment {strategy} removed")
 
 
+HtmlOpt = Annotated[Optional[Path], typer.Option(
+    "--html", help="Write the HTML report (one self-contained file with timelines).")]
+
+
+@contextmanager
+def _live_view(cloud) -> Iterator[object | None]:
+    """On a terminal: a live view of the run, and only warnings in the log while it shows.
+    Otherwise (CI, pipes, --log-format json): nothing; the structured log lines tell it."""
+    live = (ENV.log_format != "json" and ENV.stdout.is_terminal and sys.stderr.isatty())
+    if not live:
+        yield None
+        return
+    import logging
+
+    from deployer.live import LiveView
+
+    with LiveView(ENV.stdout, cloud) as view:
+        # Warnings still print, above the live view (rich redirects stderr while it shows).
+        logs.configure("console", verbose=ENV.verbose, stream=sys.stderr, level=logging.WARNING)
+        try:
+            yield view
+        finally:
+            logs.configure(ENV.log_format, verbose=ENV.verbose)  # type: ignore[arg-type]
+
+
+def _history():
+    from deployer.history import History
+
+    return History()
+
+
+def _remember(report, machine: dict) -> None:
+    """Keep the run in the history; a history that cannot be written never fails a release."""
+    try:
+        _history().record(report.model_dump(mode="json"), machine=machine)
+    except DeployerError as exc:
+        logs.get_logger().warning("history.not_recorded", reason=str(exc))
+
+
 @app.command()
 def release(
     version: Annotated[str, typer.Argument(help="The Etherpad release to roll out, e.g. 1.8.18.")],
@@ -200,11 +244,13 @@ def release(
     ignore_application_stop_failures: Annotated[bool, typer.Option(
         "--ignore-application-stop-failures",
         help="CodeDeploy: carry on when the old revision's ApplicationStop fails.")] = False,
+    html_path: HtmlOpt = None,
 ) -> None:
     """Roll one release out with one strategy, watched by the health poller.
 
     Exits 0 on success with zero downtime, 3 on downtime, 4 when rolled back, 1 on failure.
     """
+    from deployer.compare import machine_info
     from deployer.engine import PollerSettings, ReleaseRun
     from deployer.releases import previous_release
     from deployer.reports import print_release_table
@@ -212,15 +258,23 @@ def release(
     start_at = from_version or previous_release(version)
     strat, ctx = _context(strategy, version, start_at, target, source, {
         "ignore_application_stop_failures": ignore_application_stop_failures})
+    machine = machine_info()
     try:
-        report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz)).execute()
+        with _live_view(ctx.cloud) as view:
+            report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz),
+                                observer=view).execute()
     finally:
         # Bundles and build output were uploaded or registered: the scratch space can go.
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+    _remember(report, machine)
     if json_path:
         write_json(report, json_path)
     if junit_path:
         write_junit([report], junit_path, budget_s=budget)
+    if html_path:
+        from deployer.html_report import render_release, write_html
+
+        write_html(render_release(report, machine=machine), html_path)
     print_release_table(report, ENV.stdout)
     if report.outcome == "rolled_back":
         raise typer.Exit(ExitStatus.ROLLED_BACK)
@@ -297,6 +351,167 @@ def images_prune(
                      f"{len(result.deregistered)} deregistered{snapshots}")
     if result.refused:
         raise typer.Exit(ExitStatus.ERROR)
+
+
+@app.command()
+def compare(
+    version: Annotated[str, typer.Argument(help="The Etherpad release to roll out, e.g. 1.8.18.")],
+    from_version: Annotated[Optional[str], typer.Option(
+        "--from", help="The release every measured run starts from (default: the release "
+                       "before VERSION).")] = None,
+    strategies: Annotated[Optional[str], typer.Option(
+        "--strategies", help="Comma-separated strategies, in the order they run "
+                             "(default: codedeploy,cloudformation,packer).")] = None,
+    repeat: Annotated[int, typer.Option(
+        help="Releases per strategy; the table shows median (min–max).")] = 1,
+    target: TargetOpt = "local",
+    source: SourceOpt = "github",
+    hz: Annotated[float, typer.Option(help="Health probes per second.")] = 20.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report.")] = None,
+    junit_path: Annotated[Optional[Path], typer.Option(
+        "--junit", help="Write JUnit XML: a test suite per strategy.")] = None,
+    html_path: HtmlOpt = None,
+    budget: Annotated[Optional[float], typer.Option(
+        help="Seconds each release may take; JUnit fails the budget case past it.")] = None,
+) -> None:
+    """Release the same version through each strategy and print the measured trade-off table.
+
+    Each strategy releases on its own environment, one after another; an environment that
+    does not run --from is first brought back to it by releasing --from. Exits 0 when every
+    release succeeded with zero downtime, 3 on any downtime, 4 when any rolled back, 1 when
+    any failed.
+    """
+    from deployer.compare import CompareRun, CompareSettings, parse_strategies
+    from deployer.compare_table import StrategyView, print_compare_table
+    from deployer.providers import get_cloud
+    from deployer.releases import previous_release
+
+    names = parse_strategies(strategies)
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}", hint="pass --repeat 1")
+    start_at = from_version or previous_release(version)
+    if start_at is None:
+        raise UsageError(f"no release known before {version!r} to start from",
+                         hint="pass --from VERSION")
+    settings = CompareSettings(release=version, from_release=start_at, strategies=names,
+                               repeat=repeat, source=source, target=target, hz=hz,
+                               budget_s=budget)
+    cloud = get_cloud(target)
+    with _live_view(cloud) as view:
+        comparison = CompareRun(settings, cloud=cloud, on_event=_on_event, observer=view,
+                                history=_history()).execute()
+    if json_path:
+        write_json(comparison, json_path)
+    reports = list(comparison.reports().values())
+    if junit_path:
+        write_junit(reports, junit_path, budget_s=budget)
+    if html_path:
+        from deployer.html_report import render_comparison, write_html
+
+        write_html(render_comparison(comparison), html_path)
+    views = [StrategyView.from_entry(name, entry)
+             for name, entry in comparison.strategies.items()]
+    print_compare_table(views, ENV.stdout, title=(
+        f"{comparison.from_release} → {comparison.release} on {target}: "
+        f"{comparison.summary.outcome} (run {comparison.run_id})"))
+    for note in comparison.summary.notes:
+        print(f"deployer: note: {note}", file=sys.stderr)
+    if comparison.summary.outcome == "failed":
+        errors = [f"{r.strategy}: {r.error}" for r in reports if r.error]
+        print(f"deployer: error: compare failed: {'; '.join(errors) or 'see the notes'}",
+              file=sys.stderr)
+    raise typer.Exit(comparison.summary.exit_code)
+
+
+@app.command()
+def history(
+    strategy: Annotated[Optional[str], typer.Option(
+        "--strategy", "-s", help="Only this strategy's runs (and the compares it was in).")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs to list, newest first.")] = 20,
+    window: Annotated[int, typer.Option(
+        help="Trend: median total seconds of the last N measured releases against the N "
+             "before.")] = 5,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable history.")] = False,
+) -> None:
+    """List past release and compare runs with a trend per strategy."""
+    from rich.table import Table
+
+    if limit < 1 or window < 1:
+        raise UsageError("--limit and --window must be at least 1", hint="pass --limit 20")
+    store = _history()
+    entries = store.entries(strategy=strategy, limit=limit)
+    trends = store.trends(window=window, strategy=strategy)
+    if json_out:
+        ENV.stdout.print_json(data={
+            "runs": [e.model_dump(mode="json") for e in entries],
+            "trends": [t.model_dump(mode="json") for t in trends]})
+        return
+    if not entries:
+        ENV.stdout.print(f"no runs in the history yet ({store.path})")
+        return
+    table = Table(title=f"run history ({store.path})", title_justify="left")
+    for column in ("run id", "when (UTC)", "strategy", "release", "outcome", "total s",
+                   "failed probes"):
+        table.add_column(column, justify="right" if column.endswith(("s", "probes")) and
+                         column != "strategy" else "left")
+    colour = {"succeeded": "green", "rolled_back": "yellow", "downtime": "red", "failed": "red"}
+    for e in entries:
+        what = e.strategy if e.kind.value == "release" else f"compare: {e.strategy}"
+        if e.role.value == "reset":
+            what += " (reset)"
+        table.add_row(e.run_id, time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.started_at)),
+                      what, f"{e.from_release or '?'} → {e.release}",
+                      f"[{colour.get(e.outcome, 'white')}]{e.outcome}[/]",
+                      f"{e.total_seconds:.1f}", str(e.failed_probes))
+    ENV.stdout.print(table)
+    arrows = {"up": "[red]↑ slower[/]", "down": "[green]↓ faster[/]", "flat": "→ same",
+              "new": "· no earlier runs to compare"}
+    for t in trends:
+        line = f"{t.strategy}: last {min(t.runs, t.window)} succeeded releases median " + (
+            f"{t.recent_median_s:.1f} s" if t.recent_median_s is not None else "—")
+        if t.previous_median_s is not None:
+            line += f" vs {t.previous_median_s:.1f} s before ({t.change:+.0%})"
+        ENV.stdout.print(f"{line} {arrows[t.direction]}")
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="A run id from 'deployer history'.")],
+    html_path: HtmlOpt = None,
+    json_path: Annotated[Optional[Path], typer.Option(
+        "--json", help="Write the run's JSON report as it was stored.")] = None,
+) -> None:
+    """Rebuild a past run's report from the history: the table, --html or --json."""
+    from deployer.compare import Comparison
+    from deployer.compare_table import StrategyView, print_compare_table
+    from deployer.history import RunKind
+    from deployer.reports import ReleaseReport, print_release_table
+
+    stored = _history().report(run_id)
+    if stored.kind is RunKind.COMPARE:
+        comparison = Comparison.model_validate(stored.report)
+        if json_path:
+            write_json(comparison, json_path)
+        if html_path:
+            from deployer.html_report import render_comparison, write_html
+
+            write_html(render_comparison(comparison), html_path)
+        if not (json_path or html_path):
+            views = [StrategyView.from_entry(name, entry)
+                     for name, entry in comparison.strategies.items()]
+            print_compare_table(views, ENV.stdout, title=(
+                f"{comparison.from_release} → {comparison.release} on {comparison.target}: "
+                f"{comparison.summary.outcome} (run {comparison.run_id})"))
+        return
+    release_report = ReleaseReport.model_validate(stored.report)
+    if json_path:
+        write_json(release_report, json_path)
+    if html_path:
+        from deployer.html_report import render_release, write_html
+
+        write_html(render_release(release_report, machine=stored.machine), html_path)
+    if not (json_path or html_path):
+        print_release_table(release_report, ENV.stdout)
 
 
 @app.command("strategies")

@@ -21,7 +21,8 @@ from deployer import logs
 from deployer.analysis import analyse
 from deployer.errors import DeployerError, RolloutFailed, UsageError
 from deployer.home import deployer_home
-from deployer.poller import HealthPoller
+from deployer.poller import HealthPoller, Probe
+from deployer.port import Event
 from deployer.reports import PhaseTiming, ReleaseReport
 from deployer.strategy import Prepared, ReleaseContext, Strategy
 
@@ -37,6 +38,27 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
+class RunObserver:
+    """What a live view hears from a release run while it happens.
+
+    The engine calls these from its own thread (phases, cloud events) and from the poller's
+    thread (probes); an observer must be quick and thread-safe. The defaults do nothing, so
+    an observer overrides only what it shows. The engine never imports a UI library: the CLI
+    passes a rich view in, a test passes a recorder.
+    """
+
+    def run_started(self, run_id: str, strategy: str, release: str,
+                    from_release: str | None) -> None: ...
+
+    def phase_started(self, name: str) -> None: ...
+
+    def phase_ended(self, name: str, seconds: float, ok: bool) -> None: ...
+
+    def probe(self, probe: Probe) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+
 @dataclass
 class PhaseClock:
     """Times named phases; a phase that raises is still timed."""
@@ -44,6 +66,7 @@ class PhaseClock:
     clock: Callable[[], float] = time.monotonic
     phases: list[PhaseTiming] = field(default_factory=list)
     log: Any = None
+    observer: RunObserver = field(default_factory=RunObserver)
 
     origin: float | None = None
 
@@ -54,6 +77,7 @@ class PhaseClock:
             self.origin = start
         if self.log:
             self.log.info("phase.start", phase=name)
+        self.observer.phase_started(name)
         ok = False
         try:
             yield
@@ -64,6 +88,7 @@ class PhaseClock:
                                            start_s=round(start - (self.origin or start), 3)))
             if self.log:
                 self.log.info("phase.end", phase=name, seconds=seconds, ok=ok)
+            self.observer.phase_ended(name, seconds, ok)
 
     def total(self) -> float:
         return round(sum(p.seconds for p in self.phases), 3)
@@ -81,14 +106,16 @@ class ReleaseRun:
 
     def __init__(self, strategy: Strategy, ctx: ReleaseContext, *,
                  poller: PollerSettings | None = None, run_id: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 observer: RunObserver | None = None) -> None:
         self.strategy = strategy
         self.ctx = ctx
         self.poller_settings = poller or PollerSettings()
         self.run_id = run_id or new_run_id()
         self.clock = clock
         self.log = logs.get_logger()
-        self.phases = PhaseClock(clock=clock, log=self.log)
+        self.observer = observer or RunObserver()
+        self.phases = PhaseClock(clock=clock, log=self.log, observer=self.observer)
 
     def execute(self) -> ReleaseReport:
         ctx = self.ctx
@@ -100,11 +127,14 @@ class ReleaseRun:
             events.append({"at": event.at, "source": event.source, "resource": event.resource,
                            "status": event.status, "reason": event.reason})
             on_event(event)
+            self.observer.event(event)
 
         ctx.on_event = record
         logs.bind_run(run_id=self.run_id, strategy=self.strategy.name, release=ctx.release,
                       target=ctx.cloud.name)
         self.log.info("release.start", from_release=ctx.from_release)
+        self.observer.run_started(self.run_id, self.strategy.name, ctx.release,
+                                  ctx.from_release)
         outcome, error = "succeeded", None
         prepared = Prepared(kind="none")
         poller: HealthPoller | None = None
@@ -120,7 +150,8 @@ class ReleaseRun:
                                    "size_bytes": prepared.size_bytes, **prepared.details}
             poller = HealthPoller(url, hz=self.poller_settings.hz,
                                   timeout=self.poller_settings.timeout,
-                                  extractor=self.poller_settings.extractor)
+                                  extractor=self.poller_settings.extractor,
+                                  on_probe=self.observer.probe)
             poller.start()
             try:
                 with self.phases.phase("rollout"):

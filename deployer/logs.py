@@ -11,7 +11,9 @@ import structlog
 LogFormat = Literal["auto", "console", "json"]
 
 
-def configure(log_format: LogFormat = "auto", *, verbose: bool = False, stream=None) -> None:
+def configure(log_format: LogFormat = "auto", *, verbose: bool = False, stream=None,
+              level: int | None = None) -> None:
+    """``level`` overrides ``verbose``: a live view on the terminal keeps only warnings."""
     stream = stream or sys.stderr
     if log_format == "auto":
         log_format = "console" if stream.isatty() else "json"
@@ -25,7 +27,7 @@ def configure(log_format: LogFormat = "auto", *, verbose: bool = False, stream=N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.INFO),
+            level if level is not None else logging.DEBUG if verbose else logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )

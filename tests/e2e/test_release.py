@@ -20,32 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.etherpad import install_release, resolve_source
-from tests.support.etherpad import etherpad_from_install, make_release_repo
+from tests.e2e.conftest import BROKEN, GOOD, NEXT
 
 pytestmark = pytest.mark.slow
 
-GOOD, NEXT, BROKEN = "1.8.14", "1.8.14-r2", "1.8.14-broken"
 PAD_TEXT = "Pads live in the database: no release may lose one.\n"
-
-
-def broken(write):
-    """The release tree, with a server that refuses to start."""
-    def write_broken(tree: Path, release: str) -> None:
-        write(tree, release)
-        (tree / "src/node/server.js").write_text("console.error('broken release');"
-                                                 " process.exit(1);\n")
-    return write_broken
-
-
-@pytest.fixture(scope="session")
-def mirror(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("mirror")
-    installed = install_release(GOOD, resolve_source("npm"), work / "npm-install")
-    write = etherpad_from_install(installed.root)
-    repo = work / "etherpad-lite.git"
-    make_release_repo(repo, {GOOD: write, NEXT: write, BROKEN: broken(write)})
-    return repo
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,89 @@
+"""`deployer compare` end to end on the local cloud, real Etherpad, all three strategies.
+
+One compare (about 6-8 minutes on 2 cores): 1.8.14 → 1.8.14-r2 from the session's git
+mirror (tests/e2e/conftest.py) through codedeploy, cloudformation and packer, each on a new
+environment, with the JSON, JUnit and HTML reports; then the run history has it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.e2e.conftest import GOOD, NEXT
+
+pytestmark = pytest.mark.slow
+
+STRATEGIES = ["codedeploy", "cloudformation", "packer"]
+RELEASE_KEYS = {"url", "hz", "duration_s", "zero_downtime", "probes", "downtime_windows",
+                "longest_gap_ms", "versions", "mixed_window_ms", "jitter", "run_id",
+                "strategy", "release", "from_release", "target", "outcome", "phases",
+                "total_seconds", "served_versions", "error", "details", "started_at",
+                "probe_offset_s", "timeline", "target_health", "events"}
+
+
+def deployer(home: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEPLOYER_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "deployer", "--log-format", "json", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("deployer-home-compare")
+    yield home
+    deployer(home, "down", "--all", timeout=600)
+
+
+def test_compare_releases_through_all_three_strategies(mirror, home, tmp_path):
+    json_file, junit_file, html_file = (tmp_path / "compare.json", tmp_path / "compare.xml",
+                                        tmp_path / "compare.html")
+    result = deployer(home, "compare", NEXT, "--from", GOOD, "--source", str(mirror),
+                      "--strategies", ",".join(STRATEGIES), "--json", str(json_file),
+                      "--junit", str(junit_file), "--html", str(html_file))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    report = json.loads(json_file.read_text())
+    assert (report["release"], report["from_release"]) == (NEXT, GOOD)
+    assert list(report["strategies"]) == STRATEGIES
+    for name, entry in report["strategies"].items():
+        assert RELEASE_KEYS <= set(entry), RELEASE_KEYS - set(entry)
+        assert (entry["strategy"], entry["release"], entry["from_release"]) == (name, NEXT, GOOD)
+        assert entry["outcome"] == "succeeded", entry["error"]
+        assert entry["zero_downtime"] is True and entry["probes"]["failed"] == 0
+        assert entry["served_versions"] == [NEXT]
+        assert [v["version"] for v in entry["versions"]] == [GOOD, NEXT]
+        assert entry["measures"]["environment_created"] is True
+        assert entry["measures"]["boot_to_healthy"], "no instance turned healthy in the rollout"
+        floor = entry["floor"]
+        assert floor is not None and entry["ratio_to_floor"] == floor["ratio_to_floor"]
+        # a floor is a floor: the run cannot be much faster than it
+        assert entry["ratio_to_floor"] > 0.8, floor
+    strategies = report["strategies"]
+    assert strategies["packer"]["measures"]["storage_kind"] == "image"
+    assert strategies["codedeploy"]["measures"]["storage_kind"] == "revision"
+    assert strategies["codedeploy"]["measures"]["in_place_s"] > 0
+    assert strategies["cloudformation"]["measures"]["storage_bytes"] == 0
+    assert [r["role"] for r in report["runs"]] == ["measured"] * 3
+    assert report["summary"]["outcome"] == "succeeded"
+    assert sorted(report["summary"]["ranking"]) == sorted(STRATEGIES)
+
+    suites = ET.parse(junit_file).getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == [f"deployer.{n}" for n in STRATEGIES]
+    assert all(s.get("failures") == "0" for s in suites)
+
+    page = html_file.read_text()
+    assert page.count('<section class="strategy">') == 3 and "http://" not in page.split(
+        "<body>")[0]
+    assert result.stdout.count("deployment speed (book)") == 1
+
+    history = json.loads(deployer(home, "history", "--json").stdout)
+    kinds = [(r["kind"], r["strategy"]) for r in history["runs"]]
+    assert ("compare", ",".join(STRATEGIES)) in kinds
+    assert sorted(s for k, s in kinds if k == "release") == sorted(STRATEGIES)
