@@ -140,6 +140,7 @@ def up(
 
     strat, ctx = _context(strategy, version, version, target, source)
     with environment_lock(strategy, "up", release=version, target=target):
+        strat.preflight(ctx)
         view = strat.ensure_environment(ctx)
     ENV.stdout.print(f"{view.stack_name}: {view.stack_status} at {view.url}")
 
