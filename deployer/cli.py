@@ -142,8 +142,12 @@ def up(
     source: SourceOpt = "github",
 ) -> None:
     """Create a strategy's environment at a release and leave it running."""
+    from deployer.locks import environment_lock
+
     strat, ctx = _context(strategy, version, version, target, source)
-    view = strat.ensure_environment(ctx)
+    with environment_lock(strategy, "up", release=version, target=target):
+        strat.preflight(ctx)
+        view = strat.ensure_environment(ctx)
     ENV.stdout.print(f"{view.stack_name}: {view.stack_status} at {view.url}")
 
 
@@ -176,15 +180,18 @@ def down(
     if bool(strategy) == all_:
         raise UsageError("say which environment to remove",
                          hint="pass --strategy NAME or --all")
+    from deployer.locks import environment_lock, environment_locks
+    from deployer.strategy import load_strategy, strategy_names
+
     cloud = get_cloud(target)
     if all_:
-        cloud.destroy_all(_on_event)
+        with environment_locks(strategy_names(), "down", target=target):
+            cloud.destroy_all(_on_event)
         ENV.stdout.print("all environments removed")
     else:
-        from deployer.strategy import load_strategy
-
         load_strategy(strategy)  # an unknown name is a usage error, not a silent no-op
-        cloud.destroy_environment(strategy, _on_event)
+        with environment_lock(strategy, "down", target=target):
+            cloud.destroy_environment(strategy, _on_event)
         ENV.stdout.print(f"environment {strategy} removed")
 
 
@@ -227,6 +234,21 @@ def _remember(report, machine: dict) -> None:
         logs.get_logger().warning("history.not_recorded", reason=str(exc))
 
 
+def check_release_options(*, hz: float, budget: float | None,
+                          outputs: list[Path | None]) -> None:
+    """Bad option values fail before anything is created, not after a rollout."""
+    if not 0 < hz <= 1000:
+        raise UsageError(f"--hz must be between 0 and 1000 probes per second, got {hz:g}",
+                         hint="pass --hz 20")
+    if budget is not None and not budget > 0:
+        raise UsageError(f"--budget must be a positive number of seconds, got {budget:g}",
+                         hint="pass --budget 600")
+    for path in outputs:
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path} is a directory, not a file to write the report to",
+                             hint="give a file name, e.g. report.json")
+
+
 @app.command()
 def release(
     version: Annotated[str, typer.Argument(help="The Etherpad release to roll out, e.g. 1.8.18.")],
@@ -252,15 +274,18 @@ def release(
     """
     from deployer.compare import machine_info
     from deployer.engine import PollerSettings, ReleaseRun
+    from deployer.locks import environment_lock
     from deployer.releases import previous_release
     from deployer.reports import print_release_table
 
+    check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path])
     start_at = from_version or previous_release(version)
     strat, ctx = _context(strategy, version, start_at, target, source, {
         "ignore_application_stop_failures": ignore_application_stop_failures})
     machine = machine_info()
     try:
-        with _live_view(ctx.cloud) as view:
+        with environment_lock(strategy, "release", release=version, target=target), \
+                _live_view(ctx.cloud) as view:
             report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz),
                                 observer=view).execute()
     finally:

@@ -129,6 +129,9 @@ class ReleaseRun:
             on_event(event)
             self.observer.event(event)
 
+        # Bad input (an unreachable source, a release it lacks) fails here, before anything
+        # is created: one line from the CLI, no report of a run that never started.
+        self.strategy.preflight(ctx)
         ctx.on_event = record
         logs.bind_run(run_id=self.run_id, strategy=self.strategy.name, release=ctx.release,
                       target=ctx.cloud.name)

@@ -74,6 +74,20 @@ class Strategy(ABC):
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
                                             self.initial_parameters(ctx), ctx.on_event)
 
+    def preflight(self, ctx: ReleaseContext) -> None:
+        """Check the run's input before anything is created: the source has the releases.
+
+        The starting release is only needed (and checked) when the environment must be
+        created. A strategy whose releases come from elsewhere overrides this.
+        """
+        from deployer.etherpad.preflight import check_releases
+
+        check_releases(ctx.source, [ctx.release])
+        if ctx.from_release and ctx.from_release != ctx.release:
+            view = ctx.cloud.describe_environment(self.name)
+            if view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE"):
+                check_releases(ctx.source, [ctx.from_release])
+
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...
 
