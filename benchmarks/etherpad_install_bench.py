@@ -28,7 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deployer.etherpad import bundle_release, install_release, read_install, resolve_source  # noqa: E402
+from deployer.etherpad import (  # noqa: E402
+    bundle_release,
+    install_release,
+    read_install,
+    resolve_source,
+)
 from tests.support.etherpad import (  # noqa: E402
     EtherpadRun,
     etherpad_from_install,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployer.localcloud.instances import clone_tree, tree_size  # noqa: E402
+from deployer.fsutil import tree_size  # noqa: E402
+from deployer.localcloud.instances import clone_tree  # noqa: E402
 
 
 def synthetic_image(root: Path, files: int, total_mb: int) -> None:

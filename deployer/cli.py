@@ -6,6 +6,7 @@ One place (:func:`main`) maps every error to one line on stderr and a documented
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -141,8 +142,12 @@ def up(
     source: SourceOpt = "github",
 ) -> None:
     """Create a strategy's environment at a release and leave it running."""
+    from deployer.locks import environment_lock
+
     strat, ctx = _context(strategy, version, version, target, source)
-    view = strat.ensure_environment(ctx)
+    with environment_lock(strategy, "up", release=version, target=target):
+        strat.preflight(ctx)
+        view = strat.ensure_environment(ctx)
     ENV.stdout.print(f"{view.stack_name}: {view.stack_status} at {view.url}")
 
 
@@ -175,15 +180,18 @@ def down(
     if bool(strategy) == all_:
         raise UsageError("say which environment to remove",
                          hint="pass --strategy NAME or --all")
+    from deployer.locks import environment_lock, environment_locks
+    from deployer.strategy import load_strategy, strategy_names
+
     cloud = get_cloud(target)
     if all_:
-        cloud.destroy_all(_on_event)
+        with environment_locks(strategy_names(), "down", target=target):
+            cloud.destroy_all(_on_event)
         ENV.stdout.print("all environments removed")
     else:
-        from deployer.strategy import load_strategy
-
         load_strategy(strategy)  # an unknown name is a usage error, not a silent no-op
-        cloud.destroy_environment(strategy, _on_event)
+        with environment_lock(strategy, "down", target=target):
+            cloud.destroy_environment(strategy, _on_event)
         ENV.stdout.print(f"environment {strategy} removed")
 
 
@@ -226,6 +234,21 @@ def _remember(report, machine: dict) -> None:
         logs.get_logger().warning("history.not_recorded", reason=str(exc))
 
 
+def check_release_options(*, hz: float, budget: float | None,
+                          outputs: list[Path | None]) -> None:
+    """Bad option values fail before anything is created, not after a rollout."""
+    if not 0 < hz <= 1000:
+        raise UsageError(f"--hz must be between 0 and 1000 probes per second, got {hz:g}",
+                         hint="pass --hz 20")
+    if budget is not None and not budget > 0:
+        raise UsageError(f"--budget must be a positive number of seconds, got {budget:g}",
+                         hint="pass --budget 600")
+    for path in outputs:
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path} is a directory, not a file to write the report to",
+                             hint="give a file name, e.g. report.json")
+
+
 @app.command()
 def release(
     version: Annotated[str, typer.Argument(help="The Etherpad release to roll out, e.g. 1.8.18.")],
@@ -251,15 +274,23 @@ def release(
     """
     from deployer.compare import machine_info
     from deployer.engine import PollerSettings, ReleaseRun
+    from deployer.locks import environment_lock
     from deployer.releases import previous_release
     from deployer.reports import print_release_table
 
+    check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path])
     start_at = from_version or previous_release(version)
     strat, ctx = _context(strategy, version, start_at, target, source, {
         "ignore_application_stop_failures": ignore_application_stop_failures})
     machine = machine_info()
-    with _live_view(ctx.cloud) as view:
-        report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz), observer=view).execute()
+    try:
+        with environment_lock(strategy, "release", release=version, target=target), \
+                _live_view(ctx.cloud) as view:
+            report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz),
+                                observer=view).execute()
+    finally:
+        # Bundles and build output were uploaded or registered: the scratch space can go.
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
     _remember(report, machine)
     if json_path:
         write_json(report, json_path)
@@ -276,6 +307,75 @@ def release(
         print(f"deployer: error: release failed: {report.error}", file=sys.stderr)
         raise typer.Exit(ExitStatus.ERROR)
     raise typer.Exit(exit_for(report.zero_downtime))
+
+
+images_app = typer.Typer(help="The Etherpad images (AMIs) on a target: list and prune.",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("list")
+def images_list(
+    target: TargetOpt = "local",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+) -> None:
+    """Images tagged Application=etherpad: release, size and age, and whether in use."""
+    from rich.table import Table
+
+    from deployer.images import age_text, size_text
+    from deployer.providers import get_cloud
+
+    cloud = get_cloud(target)
+    images = sorted(cloud.list_images(), key=lambda i: i.created_at, reverse=True)
+    in_use = cloud.images_in_use() if images else set()
+    if json_out:
+        ENV.stdout.print_json(data=[{**i.model_dump(), "in_use": i.image_id in in_use}
+                                    for i in images])
+        return
+    if not images:
+        ENV.stdout.print(f"no Etherpad images on the {target} target")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("image", "name", "release", "size", "age", "in use"):
+        table.add_column(column)
+    for image in images:
+        table.add_row(image.image_id, image.name, image.release or "-",
+                      size_text(image.size_bytes), age_text(image.created_at),
+                      "yes" if image.image_id in in_use else "")
+    ENV.stdout.print(table)
+
+
+@images_app.command("prune")
+def images_prune(
+    keep: Annotated[int, typer.Option("--keep", help="How many of the newest images to keep.")],
+    target: TargetOpt = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; change "
+                                                            "nothing.")] = False,
+) -> None:
+    """Deregister all but the newest KEEP images (and delete their snapshots).
+
+    An image a stack or an instance uses is never removed, however old.
+    """
+    from deployer.images import prune_images
+    from deployer.providers import get_cloud
+
+    result = prune_images(get_cloud(target), keep, dry_run=dry_run)
+    plan = result.plan
+    for image in plan.in_use:
+        ENV.stdout.print(f"kept {image.image_id} ({image.release or image.name}): in use")
+    for image in plan.deregister:
+        if dry_run:
+            ENV.stdout.print(f"would deregister {image.image_id} ({image.release or image.name})")
+        elif image.image_id in result.deregistered:
+            ENV.stdout.print(f"deregistered {image.image_id} ({image.release or image.name})")
+    for image_id, why in result.refused.items():
+        ENV.stdout.print(f"kept {image_id}: {why}")
+    snapshots = f", {len(result.deleted_snapshots)} snapshots deleted" \
+        if result.deleted_snapshots else ""
+    ENV.stdout.print(f"{len(plan.keep)} newest kept, {len(plan.in_use)} in use kept, "
+                     f"{len(result.deregistered)} deregistered{snapshots}")
+    if result.refused:
+        raise typer.Exit(ExitStatus.ERROR)
 
 
 @app.command()
@@ -442,8 +542,9 @@ def report(
 @app.command("strategies")
 def list_strategies() -> None:
     """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""
-    from deployer.strategy import ENTRY_POINT_GROUP
     from importlib.metadata import entry_points
+
+    from deployer.strategy import ENTRY_POINT_GROUP
 
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         ENV.stdout.print(f"{ep.name}\t{ep.value}")

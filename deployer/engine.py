@@ -14,14 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from deployer import logs
-from deployer.home import deployer_home
 from deployer.analysis import analyse
 from deployer.errors import DeployerError, RolloutFailed, UsageError
+from deployer.home import deployer_home
 from deployer.poller import HealthPoller, Probe
 from deployer.port import Event
 from deployer.reports import PhaseTiming, ReleaseReport
@@ -133,6 +132,9 @@ class ReleaseRun:
             on_event(event)
             self.observer.event(event)
 
+        # Bad input (an unreachable source, a release it lacks) fails here, before anything
+        # is created: one line from the CLI, no report of a run that never started.
+        self.strategy.preflight(ctx)
         ctx.on_event = record
         logs.bind_run(run_id=self.run_id, strategy=self.strategy.name, release=ctx.release,
                       target=ctx.cloud.name)

@@ -137,6 +137,20 @@ class CloudPort(ABC):
     @abstractmethod
     def target_health(self, strategy: str) -> list[TargetHealth]: ...
 
+    # image lifecycle (optional: a cloud without images lists none and prunes nothing)
+    def images_in_use(self) -> set[str]:
+        """Image ids a stack (launch template, AMI parameter) or an instance still uses."""
+        return set()
+
+    def deregister_image(self, image_id: str) -> list[str]:
+        """Deregister an image and delete its storage; the snapshot ids deleted, if any.
+
+        Refuses (StateError) an image in use.
+        """
+        from deployer.errors import UsageError
+
+        raise UsageError(f"the {self.name} target cannot deregister images")
+
     def target_health_history(self, strategy: str) -> list[dict]:
         """Target state transitions {at, target_id, from_state, to_state, reason}, if known."""
         return []

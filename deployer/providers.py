@@ -19,5 +19,9 @@ def get_cloud(target: str) -> CloudPort:
         except ImportError as exc:
             raise UsageError("the aws target is not available in this build of deployer",
                              hint="use --target local") from exc
-        return AwsCloud()
+        cloud = AwsCloud()
+        # Who we are and where, before anything is created: wrong or missing credentials
+        # or region end the command here with one line.
+        cloud.preflight()
+        return cloud
     raise UsageError(f"unknown target {target!r}", hint="use local or aws")

@@ -103,7 +103,8 @@ def write_junit(reports: list[ProbeAnalysis], path: Path, *, budget_s: float | N
 
 def print_probe_table(a: ProbeAnalysis, console: Console) -> None:
     verdict = "[green]zero downtime[/]" if a.zero_downtime else "[red]DOWNTIME[/]"
-    table = Table(title=f"{a.url} — {verdict}", title_justify="left")
+    console.print(f"{a.url} — {verdict}", soft_wrap=True)
+    table = Table()
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("probes (ok / failed / total)",
@@ -125,8 +126,9 @@ def print_probe_table(a: ProbeAnalysis, console: Console) -> None:
 
 def print_release_table(r: ReleaseReport, console: Console) -> None:
     colour = {"succeeded": "green", "rolled_back": "yellow", "failed": "red"}[r.outcome]
-    table = Table(title=f"release {r.release} via {r.strategy} on {r.target}: "
-                        f"[{colour}]{r.outcome}[/]", title_justify="left")
+    console.print(f"release {r.release} (from {r.from_release or '-'}) via {r.strategy} on "
+                  f"{r.target}: [{colour}]{r.outcome}[/]", soft_wrap=True)
+    table = Table()
     table.add_column("phase")
     table.add_column("seconds", justify="right")
     for phase in r.phases:

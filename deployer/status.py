@@ -45,7 +45,8 @@ def status_document(cloud: CloudPort) -> dict:
 def print_status(doc: dict, console: Console) -> None:
     if not doc["environments"]:
         console.print(f"no environments on the {doc['target']} target "
-                      "(create one with 'deployer up --strategy S --version V')")
+                      "(create one with 'deployer up --strategy S --version V')",
+                      soft_wrap=True)
     if doc.get("supervisor"):
         console.print(f"local cloud supervisor: pid {doc['supervisor']['pid']}")
     for env in doc["environments"]:

@@ -13,8 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import UsageError
 from deployer.assets import asset_path
+from deployer.errors import UsageError
 from deployer.port import CloudPort, EnvironmentView, OnEvent
 
 ENTRY_POINT_GROUP = "deployer.strategies"
@@ -69,10 +69,24 @@ class Strategy(ABC):
             return view
         if ctx.from_release is None:
             raise UsageError(f"there is no {self.name} environment yet and no release to "
-                             f"create it at", hint="pass --from VERSION (the release it "
-                                                   "runs before this one)")
+                             "create it at", hint="pass --from VERSION, the release it runs "
+                                                  "before this one")
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
                                             self.initial_parameters(ctx), ctx.on_event)
+
+    def preflight(self, ctx: ReleaseContext) -> None:
+        """Check the run's input before anything is created: the source has the releases.
+
+        The starting release is only needed (and checked) when the environment must be
+        created. A strategy whose releases come from elsewhere overrides this.
+        """
+        from deployer.etherpad.preflight import check_releases
+
+        check_releases(ctx.source, [ctx.release])
+        if ctx.from_release and ctx.from_release != ctx.release:
+            view = ctx.cloud.describe_environment(self.name)
+            if view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE"):
+                check_releases(ctx.source, [ctx.from_release])
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...

@@ -36,6 +36,7 @@ from deployer import logs
 from deployer.assets import asset_path
 from deployer.errors import SourceError
 from deployer.etherpad.sources import ReleaseSource, check_release_name
+from deployer.fsutil import tree_size
 
 log = logs.get_logger(component="etherpad.install")
 
@@ -144,21 +145,6 @@ def bundle_release(release: str, source: ReleaseSource, dest: Path) -> ReleaseBu
              size_bytes=size, files=files)
     return ReleaseBundle(path=dest, release=release, commit=fetched.commit, size_bytes=size,
                          files=files)
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """Bytes and number of regular files under ``root``, symlinks not followed."""
-    size = files = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if not os.path.islink(os.path.join(dirpath, name)):
-                size += st.st_size
-                files += 1
-    return size, files
 
 
 def _run_installer(cmd: list[str], env: Mapping[str, str], timeout: float, *,

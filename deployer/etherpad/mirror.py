@@ -36,7 +36,7 @@ def _git(*args: str, cwd: Path) -> str:
     return result.stdout.strip()
 
 
-def _write_release(installed: Path, tree: Path, release: str) -> None:
+def write_release_tree(installed: Path, tree: Path, release: str) -> None:
     """The installed npm release as a git checkout of ``release`` would hold it."""
     shutil.copytree(installed / "src", tree / "src", symlinks=True,
                     ignore=shutil.ignore_patterns("node_modules"))
@@ -66,7 +66,7 @@ def build_rehearsal_mirror(repo: Path, work: Path,
         for child in repo.iterdir():
             if child.name != ".git":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-        _write_release(installed.root, repo, tag)
+        write_release_tree(installed.root, repo, tag)
         _git("add", "--all", cwd=repo)
         _git("commit", "--quiet", "-m", f"Release {tag} (rehearsal, from npm {NPM_RELEASE})",
              cwd=repo)

@@ -21,10 +21,20 @@ from dataclasses import dataclass
 
 from deployer import logs
 from deployer.errors import CloudError
-from deployer.localcloud.instances import (ImageStore, InstanceLauncher, free_port,
-                                            is_instance_alive, new_id)
-from deployer.localcloud.state import (InstanceRecord, InstanceState, LifecycleState,
-                                       StackRecord, Store)
+from deployer.localcloud.instances import (
+    ImageStore,
+    InstanceLauncher,
+    free_port,
+    is_instance_alive,
+    new_id,
+)
+from deployer.localcloud.state import (
+    InstanceRecord,
+    InstanceState,
+    LifecycleState,
+    StackRecord,
+    Store,
+)
 
 log = logs.get_logger(component="autoscaling")
 
@@ -73,6 +83,13 @@ def _failures(records: list[InstanceRecord]) -> str:
     said = [f"{r.instance_id}: {r.signal_reason}" for r in records
             if r.signal == "FAILURE" and r.signal_reason]
     return f" [{'; '.join(said)}]" if said else ""
+
+
+def _victims(old: list[InstanceRecord], count: int) -> list[InstanceRecord]:
+    """Which old instances a batch retires: dead ones (crashed, killed) first, then unhealthy
+    ones, oldest first. A dead instance still registered is what users hit as 502s."""
+    return sorted(old, key=lambda i: (is_instance_alive(i), i.health == "Healthy",
+                                      i.launched_at))[:count]
 
 
 class UpdateFailed(CloudError):
@@ -228,10 +245,9 @@ class AutoScalingGroup:
             self._event("UPDATE_IN_PROGRESS",
                         f"Rolling update batch {batch_no}: replacing {batch} instance(s)"
                         f" ({'launch then terminate' if launch_first else 'terminate then launch'})")
-            victims = sorted(old, key=lambda i: (i.health == "Healthy", i.launched_at))[:batch]
             count = batch
             if not launch_first:
-                for victim in victims:
+                for victim in _victims(old, batch):
                     self.terminate(victim, "rolling update")
                 # Replace only up to the desired capacity: a rollback that retires instances
                 # of a failed batch needs no replacements for them.
@@ -239,7 +255,10 @@ class AutoScalingGroup:
             fresh = [self.launch(new, release) for _ in range(count)]
             self._await_batch(fresh, policy, batch_no)
             if launch_first:
-                for victim in victims:
+                # Chosen now, not before the launch: one that died meanwhile goes first.
+                still_old = [i for i in self.instances()
+                             if i.launch_template_version != new.version]
+                for victim in _victims(still_old, batch):
                     self.terminate(victim, "rolling update")
         # Back to the desired capacity (launch-first may have left the group above it).
         surplus = len(self.instances()) - desired

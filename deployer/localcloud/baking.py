@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer import errors
+from deployer.fsutil import tree_size
 from deployer.localcloud.imagebuilder import LocalImageBuilder
-from deployer.localcloud.instances import MARKER, kill_instance_processes, new_id, tree_size
-from deployer.localcloud.state import ImageRecord, InstanceState
+from deployer.localcloud.instances import MARKER, kill_instance_processes, new_id
+from deployer.localcloud.state import CloudState, ImageRecord, InstanceState
 from deployer.packer_template import load_packer_template
 from deployer.port import Event
 
@@ -113,13 +114,19 @@ def build_image_operation(sup: Supervisor, body: dict) -> Operation:
     return op
 
 
-def images_in_use(sup: Supervisor) -> set[str]:
-    used = {i.image_id for i in sup.store.state.instances.values()
+def images_in_state(state: CloudState) -> set[str]:
+    """Images an instance runs or a stack names (now, or as the launch template it rolls
+    back to)."""
+    used = {i.image_id for i in state.instances.values()
             if i.state is not InstanceState.TERMINATED and i.image_id}
-    for stack in sup.store.state.stacks.values():
+    for stack in state.stacks.values():
         used |= {v for k, v in stack.parameters.items() if k == "AMI"}
         used |= {v for k, v in stack.previous_parameters.items() if k == "AMI"}
     return used
+
+
+def images_in_use(sup: Supervisor) -> set[str]:
+    return images_in_state(sup.store.state)
 
 
 def deregister_image(sup: Supervisor, image_id: str) -> dict:

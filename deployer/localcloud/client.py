@@ -22,8 +22,18 @@ from deployer import errors
 from deployer.home import deployer_home
 from deployer.localcloud.state import CloudState, Store
 from deployer.localcloud.supervisor import cloud_dir
-from deployer.port import (Artifact, CloudPort, DeploymentResult, EnvironmentView, Event, Image,
-                           InstanceView, OnEvent, StackResult, TargetHealth)
+from deployer.port import (
+    Artifact,
+    CloudPort,
+    DeploymentResult,
+    EnvironmentView,
+    Event,
+    Image,
+    InstanceView,
+    OnEvent,
+    StackResult,
+    TargetHealth,
+)
 
 POLL_S = 0.2
 START_TIMEOUT_S = 60.0
@@ -41,6 +51,10 @@ def _pid_alive(pid: int) -> bool:
         return state not in ("Z", "X")
     except (FileNotFoundError, IndexError):
         return False
+
+
+class _Unreachable(Exception):
+    """The supervisor did not answer at the transport level."""
 
 
 def stack_name(strategy: str) -> str:
@@ -92,6 +106,32 @@ class LocalCloud(CloudPort):
         return self.supervisor_info() is not None
 
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        try:
+            return self._call_once(method, path, body)
+        except _Unreachable:
+            # The supervisor went away under us (it exits when its last stack is deleted):
+            # start a new one and ask again, once.
+            self._wait_gone(timeout=15.0)
+            try:
+                return self._call_once(method, path, body)
+            except _Unreachable as exc:
+                raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
+                                        hint="run the command again; it restarts the "
+                                             "supervisor") from None
+
+    def _wait_gone(self, timeout: float) -> None:
+        info_file = self.dir / "supervisor.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = json.loads(info_file.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return
+            if not _pid_alive(int(info.get("pid", 0))):
+                return
+            time.sleep(0.1)
+
+    def _call_once(self, method: str, path: str, body: dict | None = None) -> Any:
         url = self.ensure_supervisor() + path
         data = json.dumps(body or {}).encode() if method == "POST" else None
         request = urllib.request.Request(url, data=data, method=method,
@@ -103,8 +143,7 @@ class LocalCloud(CloudPort):
             raise remote_error(json.loads(exc.read() or b"{}").get("error", {})) from None
         except (OSError, http.client.HTTPException) as exc:
             self._url = None
-            raise errors.CloudError(f"cannot reach the local cloud supervisor: {exc}",
-                                    hint="run the command again; it restarts the supervisor")
+            raise _Unreachable(str(exc)) from None
 
     def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
         seen = op_seen = 0
@@ -159,6 +198,8 @@ class LocalCloud(CloudPort):
         return view
 
     def describe_environment(self, strategy: str) -> EnvironmentView | None:
+        if not self.running() and self.state().stack_for(strategy) is None:
+            return None  # nothing there: don't start a supervisor just to say so
         state = self.raw_state()
         stack = state["stacks"].get(stack_name(strategy))
         if stack is None:
@@ -186,8 +227,8 @@ class LocalCloud(CloudPort):
         if info is None:
             return
         try:
-            self._call("POST", "/shutdown")
-        except errors.CloudError:
+            self._call_once("POST", "/shutdown")  # never start a supervisor to stop it
+        except (_Unreachable, errors.CloudError):
             pass
         deadline = time.monotonic() + timeout
         while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
@@ -232,6 +273,16 @@ class LocalCloud(CloudPort):
         return [Image(image_id=i.image_id, name=i.name, release=i.tags.get("Release"),
                       size_bytes=i.size_bytes, created_at=i.created_at, tags=i.tags)
                 for i in self.state().images.values() if i.state == "available"]
+
+    def images_in_use(self) -> set[str]:
+        from deployer.localcloud.baking import images_in_state
+
+        return images_in_state(self.state())
+
+    def deregister_image(self, image_id: str) -> list[str]:
+        # The supervisor checks again under its lock and refuses an image in use.
+        self._call("POST", "/images/deregister", {"image_id": image_id})
+        return []  # a local image is a directory tree: nothing like snapshots is left over
 
     def target_health_history(self, strategy: str) -> list[dict]:
         stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}

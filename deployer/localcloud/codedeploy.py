@@ -26,21 +26,42 @@ from pydantic import BaseModel, Field
 
 from deployer import logs
 from deployer.errors import CloudError, ConfigError, NotFound, StateError
-from deployer.localcloud.codedeploy_agent import (CodeDeployAgent, DeploymentSpec,
-                                                  InstanceHandle, LifecycleEventRecord,
-                                                  LifecycleEventStatus, Revision,
-                                                  TrafficControl, lifecycle_events,
-                                                  read_revision_appspec)
-from deployer.localcloud.codedeploy_model import (ALL_AT_ONCE, HALF_AT_A_TIME, ONE_AT_A_TIME,
-                                                  PREDEFINED_CONFIGS, Application,
-                                                  AutoRollbackConfiguration, AutoRollbackEvent,
-                                                  BatchPlan, Deployment, DeploymentConfig,
-                                                  DeploymentCreator, DeploymentErrorCode,
-                                                  DeploymentGroup, DeploymentStatus,
-                                                  ErrorInformation, Fleet, InstanceHealth,
-                                                  InstanceStatus, InstanceTarget,
-                                                  MinimumHealthyHosts, MinimumHealthyHostsType,
-                                                  RevisionRecord, deployment_order)
+from deployer.localcloud.codedeploy_agent import (
+    CodeDeployAgent,
+    DeploymentSpec,
+    InstanceHandle,
+    LifecycleEventRecord,
+    LifecycleEventStatus,
+    Revision,
+    TrafficControl,
+    lifecycle_events,
+    read_revision_appspec,
+)
+from deployer.localcloud.codedeploy_model import (
+    ALL_AT_ONCE,
+    HALF_AT_A_TIME,
+    ONE_AT_A_TIME,
+    PREDEFINED_CONFIGS,
+    Application,
+    AutoRollbackConfiguration,
+    AutoRollbackEvent,
+    BatchPlan,
+    Deployment,
+    DeploymentConfig,
+    DeploymentCreator,
+    DeploymentErrorCode,
+    DeploymentGroup,
+    DeploymentStatus,
+    ErrorInformation,
+    Fleet,
+    InstanceHealth,
+    InstanceStatus,
+    InstanceTarget,
+    MinimumHealthyHosts,
+    MinimumHealthyHostsType,
+    RevisionRecord,
+    deployment_order,
+)
 from deployer.port import DeploymentResult, Event, OnEvent
 
 __all__ = [

@@ -34,13 +34,25 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from deployer import logs
-from deployer.localcloud.appspec import (MAX_EVENT_TIMEOUT_S, AppSpec, Hook, LifecycleEvent,
-                                         OperatingSystem)
-from deployer.localcloud.codedeploy_install import (BundleType, Installer, Revision,
-                                                    cleanup_old_archives, instance_path,
-                                                    read_archive_appspec,
-                                                    read_revision_appspec, unpack_bundle,
-                                                    windows_unsupported, write_atomically)
+from deployer.localcloud.appspec import (
+    MAX_EVENT_TIMEOUT_S,
+    AppSpec,
+    Hook,
+    LifecycleEvent,
+    OperatingSystem,
+)
+from deployer.localcloud.codedeploy_install import (
+    BundleType,
+    Installer,
+    Revision,
+    cleanup_old_archives,
+    instance_path,
+    read_archive_appspec,
+    read_revision_appspec,
+    unpack_bundle,
+    windows_unsupported,
+    write_atomically,
+)
 
 __all__ = [
     "BundleType", "CodeDeployAgent", "DeploymentSpec", "Diagnostics", "ErrorCode",

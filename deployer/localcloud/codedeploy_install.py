@@ -24,9 +24,15 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel
 
 from deployer.errors import ConfigError, NotFound
-from deployer.localcloud.appspec import (AppSpec, FileExistsBehavior, ObjectType,
-                                         OperatingSystem, Permission, load_appspec,
-                                         parse_appspec)
+from deployer.localcloud.appspec import (
+    AppSpec,
+    FileExistsBehavior,
+    ObjectType,
+    OperatingSystem,
+    Permission,
+    load_appspec,
+    parse_appspec,
+)
 from deployer.port import Artifact
 
 ARCHIVES_TO_RETAIN = 5  # the real agent keeps five deployment archives per group

@@ -12,8 +12,12 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from deployer.localcloud.codedeploy_agent import (InstanceHandle, LifecycleEventRecord,
-                                                  Revision, TrafficControl)
+from deployer.localcloud.codedeploy_agent import (
+    InstanceHandle,
+    LifecycleEventRecord,
+    Revision,
+    TrafficControl,
+)
 
 
 class MinimumHealthyHostsType(str, Enum):

@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer import errors
-from deployer.localcloud.codedeploy import (AutoRollbackConfiguration, CodeDeployService,
-                                            DeploymentGroup, MinimumHealthyHosts,
-                                            MinimumHealthyHostsType, Revision)
+from deployer.localcloud.codedeploy import (
+    AutoRollbackConfiguration,
+    CodeDeployService,
+    DeploymentGroup,
+    MinimumHealthyHosts,
+    MinimumHealthyHostsType,
+    Revision,
+)
 from deployer.localcloud.codedeploy_model import AutoRollbackEvent
 from deployer.localcloud.state import InstanceRecord, InstanceState, LifecycleState
 from deployer.port import Artifact, DeploymentResult, Event

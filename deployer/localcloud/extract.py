@@ -17,8 +17,13 @@ from typing import Any
 from deployer.errors import ConfigError, UnsupportedProperty
 from deployer.localcloud import specs as s
 from deployer.localcloud.cfnyaml import Mapping, line_of
-from deployer.localcloud.values import (Base64Text, Reference, ResolvedResource,
-                                        missing_attributes, plain)
+from deployer.localcloud.values import (
+    Base64Text,
+    Reference,
+    ResolvedResource,
+    missing_attributes,
+    plain,
+)
 
 _SECRET_REF = re.compile(r"\{\{resolve:secretsmanager:(.+)\}\}")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from deployer import logs
 from deployer.assets import asset_path
 from deployer.errors import CloudError, NotFound
+from deployer.fsutil import tree_size
 from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
 
 MARKER = "DEPLOYER_INSTANCE_ID"
@@ -45,25 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """(bytes, files) of a tree, hardlinks counted once."""
-    seen: set[tuple[int, int]] = set()
-    size = files = 0
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            files += 1
-            size += st.st_size
-    return size, files
 
 
 def clone_tree(src: Path, dst: Path) -> None:
@@ -199,8 +181,11 @@ class InstanceLauncher:
             "DEPLOYER_ASSETS": str(asset_path("etherpad")),
         }
         # npm's cache is the machine's: instances install offline from the warm cache.
+        # ETHERPAD_CACHE_DIR, when the operator sets it, lets instances copy an installed
+        # release instead of running npm (rehearsals and tests; unset, installs are honest).
         for name in ("npm_config_cache", "NPM_CONFIG_CACHE", "DEPLOYER_HOME", "NODE_OPTIONS",
-                     "npm_config_registry", "NPM_CONFIG_REGISTRY", "NPM_CONFIG_USERCONFIG"):
+                     "npm_config_registry", "NPM_CONFIG_REGISTRY", "NPM_CONFIG_USERCONFIG",
+                     "ETHERPAD_CACHE_DIR"):
             if name in os.environ:
                 env[name] = os.environ[name]
         env.update(extra)

@@ -18,8 +18,14 @@ from deployer.errors import ConfigError, UnsupportedProperty
 from deployer.localcloud import specs
 from deployer.localcloud.cfnyaml import Mapping, line_of
 from deployer.localcloud.parameters import ParameterValue, SsmResolver
-from deployer.localcloud.values import (Base64Text, Reference, ResolvedResource, Unresolved,
-                                        missing_attributes, plain)
+from deployer.localcloud.values import (
+    Base64Text,
+    Reference,
+    ResolvedResource,
+    Unresolved,
+    missing_attributes,
+    plain,
+)
 
 AttributeResolver = Callable[[str, str], "str | None"]
 

@@ -15,18 +15,37 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployer import logs
 from pydantic import SecretStr
 
+from deployer import logs
 from deployer.errors import CloudError, ConfigError, DeployerError, UnsupportedProperty
-from deployer.localcloud.autoscaling import (AutoScalingGroup, CreationPolicy, GroupSettings,
-                                             LaunchTemplate, RollingUpdatePolicy, UpdateFailed)
+from deployer.localcloud.autoscaling import (
+    AutoScalingGroup,
+    CreationPolicy,
+    GroupSettings,
+    LaunchTemplate,
+    RollingUpdatePolicy,
+    UpdateFailed,
+)
 from deployer.localcloud.database import DatabaseEndpoint, PostgresServer
-from deployer.localcloud.instances import (PUBLIC_SSM_PARAMETERS, free_port, is_instance_alive,
-                                           kill_instance_processes)
+from deployer.localcloud.instances import (
+    PUBLIC_SSM_PARAMETERS,
+    free_port,
+    is_instance_alive,
+    kill_instance_processes,
+)
 from deployer.localcloud.loadbalancer import LoadBalancer, TargetGroupSettings
-from deployer.localcloud.state import InstanceRecord, InstanceState, StackRecord, StackStatus
-from deployer.localcloud.specs import DatabaseEngine, GenerateSecretSpec, SecretReference
+from deployer.localcloud.specs import (
+    DatabaseEngine,
+    GenerateSecretSpec,
+    SecretReference,
+)
+from deployer.localcloud.state import (
+    InstanceRecord,
+    InstanceState,
+    StackRecord,
+    StackStatus,
+)
 from deployer.localcloud.templates import StackModel, load_stack
 
 if TYPE_CHECKING:

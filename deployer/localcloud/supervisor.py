@@ -36,6 +36,10 @@ from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, S
 log = logs.get_logger(component="supervisor")
 
 
+# A supervisor with no stack and nothing running exits after this long.
+IDLE_EXIT_S = 30.0
+
+
 def cloud_dir(home: Path) -> Path:
     return home / "localcloud"
 
@@ -104,6 +108,11 @@ class Supervisor:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        # Clients that look now start a new supervisor (it waits for our lock to be freed).
+        try:
+            (self.dir / "supervisor.json").unlink()
+        except FileNotFoundError:
+            pass
         if stop_stacks:
             for runtime in list(self.stacks.values()):
                 runtime.delete()
@@ -111,12 +120,15 @@ class Supervisor:
             for runtime in self.stacks.values():
                 if runtime.lb:
                     runtime.lb.stop()
-        try:
-            (self.dir / "supervisor.json").unlink()
-        except FileNotFoundError:
-            pass
         if self.server:
             self.server.shutdown()
+
+    def _shutdown_if_idle(self) -> None:
+        """Exit when no stack is left and nothing runs: no process stays behind."""
+        with self.store.lock:
+            busy = self.stacks or any(op.status == "running" for op in self.operations.values())
+            if not busy:
+                self.shutdown()
 
     def recover(self) -> None:
         for record in list(self.store.state.stacks.values()):
@@ -135,9 +147,14 @@ class Supervisor:
         self.store.save()
 
     def _tick(self) -> None:
+        idle_since = time.monotonic()
         while not self.stopping.is_set():
             time.sleep(1.0)
             self.launcher.reap()
+            if self.stacks or any(op.status == "running" for op in self.operations.values()):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_EXIT_S:
+                self._shutdown_if_idle()
             for runtime in list(self.stacks.values()):
                 lock = self.stack_locks.get(runtime.record.name)
                 if lock and lock.locked():
@@ -242,7 +259,7 @@ class Supervisor:
             self.stacks.pop(name, None)
             if not self.stacks:
                 # Nothing left to run: leave no process behind.
-                threading.Timer(0.5, self.shutdown).start()
+                threading.Timer(0.5, self._shutdown_if_idle).start()
 
         return self.start_operation("delete", name, delete)
 
@@ -440,11 +457,17 @@ def main() -> None:
     logs.configure("json")
     # One supervisor per data dir: the lock is held for the process's whole life.
     lock_file = open(cloud_dir(home) / "supervisor.lock", "w")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("another supervisor is running for this data dir", file=sys.stderr)
-        sys.exit(0)
+    # A supervisor that is shutting down holds the lock for a moment: wait for the handover.
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                print("another supervisor is running for this data dir", file=sys.stderr)
+                sys.exit(0)
+            time.sleep(0.1)
     Supervisor(home).serve()
 
 

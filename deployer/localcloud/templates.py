@@ -26,8 +26,12 @@ from deployer.errors import ConfigError
 from deployer.localcloud import specs
 from deployer.localcloud.cfnyaml import load_document
 from deployer.localcloud.extract import extract_specs
-from deployer.localcloud.parameters import (ParameterValue, SsmResolver, pseudo_parameters,
-                                            resolve_parameters)
+from deployer.localcloud.parameters import (
+    ParameterValue,
+    SsmResolver,
+    pseudo_parameters,
+    resolve_parameters,
+)
 from deployer.localcloud.resolver import AttributeResolver, Resolver, where
 from deployer.localcloud.values import ResolvedResource
 

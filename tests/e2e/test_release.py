@@ -30,8 +30,11 @@ PAD_TEXT = "Pads live in the database: no release may lose one.\n"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("deployer-home")
-    yield home
-    deployer(home, "down", "--all", check=False)
+    with pytest.MonkeyPatch.context() as patch:
+        # Instances installing from user data copy the installed release after the first time.
+        patch.setenv("ETHERPAD_CACHE_DIR", str(tmp_path_factory.mktemp("release-cache")))
+        yield home
+        deployer(home, "down", "--all", check=False)
 
 
 def deployer(home: Path, *args: str, check: bool = True,

@@ -137,7 +137,7 @@ def test_offline_github_is_a_fast_one_line_error(tmp_path):
     assert time.monotonic() - started < 10
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"cannot reach 127.0.0.1:")
+    assert message.startswith("cannot reach 127.0.0.1:")
     assert "--source with a mirror path or URL, or --source npm with release 1.8.14" in message
 
 

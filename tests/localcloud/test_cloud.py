@@ -199,6 +199,7 @@ def bundle(tmp_path: Path, release: str, *, fail_start: bool = False) -> Path:
 
     tree = tmp_path / f"rev-{release}"
     shutil.copytree(REVISION, tree)
+    shutil.copy2(APP, tree / "app.py")  # the same stand-in app the other stacks run
     (tree / "RELEASE").write_text(release)
     if fail_start:
         (tree / "FAIL_START").write_text("1")
@@ -241,6 +242,21 @@ def test_codedeploy_in_place_and_auto_rollback(cloud: LocalCloud, tmp_path: Path
     assert report.zero_downtime, report.downtime_windows
     assert {v.version for v in report.versions} == {"2.0"}
 
+    # An instance the group launches later gets the last successful revision (2.0).
+    lost = cloud.describe_environment(cd).instances[0]
+    os.killpg(lost.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        env = cloud.describe_environment(cd)
+        if len(env.instances) == 2 and all(i.target_health == "healthy" for i in env.instances) \
+                and lost.instance_id not in {i.instance_id for i in env.instances}:
+            break
+        time.sleep(0.5)
+    assert lost.instance_id not in {i.instance_id for i in env.instances}
+    assert all(i.target_health == "healthy" for i in env.instances)
+    probes = HealthPoller(view.url, hz=20, timeout=2.0).run_for(1.0)
+    assert {p.version for p in probes} == {"2.0"}
+
 
 def test_unhealthy_instance_is_replaced(cloud: LocalCloud):
     view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", GracePeriod="0"),
@@ -261,3 +277,16 @@ def test_unhealthy_instance_is_replaced(cloud: LocalCloud):
     events = [e for e in cloud.raw_state()["stacks"]["etherpad-fixture"]["events"]
               if e["status"] == "UNHEALTHY"]
     assert events and "ELB health checks" in events[0]["reason"]
+
+
+
+def test_up_right_after_the_last_down_starts_a_new_supervisor(cloud: LocalCloud):
+    """The supervisor exits when its last stack goes; a command at that moment still works,
+    whether the old supervisor takes it or hands over to a new one."""
+    for pause in (0.0, 0.5):
+        cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+        cloud.destroy_environment(STRATEGY, cloud.events.append)
+        time.sleep(pause)
+        view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
+        assert view.stack_status == "CREATE_COMPLETE"
+        cloud.destroy_environment(STRATEGY, cloud.events.append)

@@ -11,7 +11,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from deployer.errors import CloudError, ConfigError, NotFound, StateError, UnsupportedProperty
+from deployer.errors import CloudError, ConfigError, NotFound, StateError
 from deployer.localcloud.loadbalancer import (
     LoadBalancer,
     TargetGroupSettings,
@@ -90,83 +90,6 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 def state(lb: LoadBalancer, target_id: str) -> H:
     return lb.target_health(target_id).state
-
-
-# -- settings ---------------------------------------------------------------------------------
-
-def test_settings_default_to_aws_defaults():
-    settings = TargetGroupSettings()
-    assert (settings.health_check_path, settings.health_check_port) == ("/", "traffic-port")
-    assert (settings.health_check_interval_s, settings.health_check_timeout_s) == (30, 5)
-    assert (settings.healthy_threshold, settings.unhealthy_threshold) == (5, 2)
-    assert settings.deregistration_delay_s == 300
-    assert settings.matches(200) and not settings.matches(302)
-    assert not settings.drain_early_when_idle
-
-
-@pytest.mark.parametrize("fields, message", [
-    ({"health_check_interval_s": 1}, "5-300"),
-    ({"health_check_interval_s": 301}, "5-300"),
-    ({"health_check_interval_s": 7.5}, "whole seconds"),
-    ({"health_check_timeout_s": 1}, "2-120"),
-    ({"health_check_interval_s": 10, "health_check_timeout_s": 10}, "smaller than"),
-    ({"healthy_threshold": 1}, "2-10"),
-    ({"unhealthy_threshold": 11}, "2-10"),
-    ({"deregistration_delay_s": 3601}, "0-3600"),
-    ({"deregistration_delay_s": 0.5}, "0-3600 whole seconds"),
-    ({"matcher": "600"}, "200-499"),
-    ({"matcher": "ok"}, "200-499"),
-    ({"matcher": "302-200"}, "200-499"),
-    ({"health_check_path": "health"}, "must start with /"),
-    ({"health_check_port": "70000"}, "1-65535"),
-    ({"health_check_interval_s": "soon"}, "valid number"),
-    ({"healthcheck_path": "/"}, "Extra inputs"),
-])
-def test_settings_outside_aws_limits_are_config_errors(fields, message):
-    with pytest.raises(ConfigError, match=message) as caught:
-        TargetGroupSettings(**fields)
-    assert caught.value.location.startswith("target group ")
-
-
-def test_second_scale_checks_need_the_explicit_flag():
-    with pytest.raises(ConfigError, match="5-300"):
-        TargetGroupSettings(health_check_interval_s=0.2, health_check_timeout_s=0.1)
-    settings = TargetGroupSettings(health_check_interval_s=0.2, health_check_timeout_s=0.1,
-                                   deregistration_delay_s=0.5, allow_fast_checks=True)
-    assert settings.health_check_interval_s == 0.2
-    with pytest.raises(ConfigError, match="smaller than"):
-        TargetGroupSettings(health_check_interval_s=0.2, health_check_timeout_s=0.2,
-                            allow_fast_checks=True)
-    with pytest.raises(ConfigError, match="2-10"):
-        TargetGroupSettings(healthy_threshold=1, allow_fast_checks=True)
-
-
-def test_matcher_takes_lists_and_ranges():
-    listed = TargetGroupSettings(matcher="200,302")
-    assert listed.matches(302) and listed.matches(200) and not listed.matches(301)
-    ranged = TargetGroupSettings(matcher="200-399")
-    assert ranged.matches(399) and ranged.matches(250) and not ranged.matches(400)
-
-
-def test_settings_from_a_cloudformation_target_group():
-    settings = TargetGroupSettings.from_cloudformation({
-        "HealthCheckPath": "/", "HealthCheckIntervalSeconds": 10,
-        "HealthCheckTimeoutSeconds": "5", "HealthyThresholdCount": 2,
-        "UnhealthyThresholdCount": 3, "Matcher": {"HttpCode": "200,302"},
-        "HealthCheckPort": 9001, "Port": 9001, "Protocol": "HTTP",
-        "TargetGroupAttributes": [{"Key": "deregistration_delay.timeout_seconds",
-                                   "Value": "20"}],
-    })
-    assert settings.health_check_interval_s == 10 and settings.health_check_timeout_s == 5
-    assert (settings.healthy_threshold, settings.unhealthy_threshold) == (2, 3)
-    assert settings.matches(302) and settings.health_check_port == "9001"
-    assert settings.deregistration_delay_s == 20
-    with pytest.raises(UnsupportedProperty, match="HealthCheckProtocol"):
-        TargetGroupSettings.from_cloudformation({"HealthCheckProtocol": "HTTPS"})
-    with pytest.raises(ConfigError, match="5-300") as caught:
-        TargetGroupSettings.from_cloudformation({"HealthCheckIntervalSeconds": 2},
-                                                location="stack.yml: Resources.TargetGroup")
-    assert caught.value.location == "stack.yml: Resources.TargetGroup"
 
 
 # -- health -----------------------------------------------------------------------------------

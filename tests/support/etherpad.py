@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from deployer.etherpad import script_path
+from deployer.etherpad.mirror import write_release_tree
 from tests.support.postgres import free_port
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Fixture", "GIT_AUTHOR_EMAIL": "fixture@example.invalid",
@@ -62,16 +63,9 @@ def etherpad_from_install(installed: Path) -> Callable[[Path, str], None]:
     lockfiles of releases 1.8.x do (the installer must never go there)."""
 
     def write(tree: Path, release: str) -> None:
-        shutil.copytree(installed / "src", tree / "src", symlinks=True,
-                        ignore=shutil.ignore_patterns("node_modules"))
-        package_file = tree / "src" / "package.json"
-        package = json.loads(package_file.read_text())
-        package.pop("overrides", None)
-        package["version"] = release
-        package_file.write_text(json.dumps(package, indent=2) + "\n")
+        write_release_tree(installed, tree, release)
         lock_file = tree / "src" / "package-lock.json"
         lock = json.loads(lock_file.read_text())
-        lock["version"] = lock["packages"][""]["version"] = release
         sqlite3 = lock["packages"].get("node_modules/sqlite3")
         if sqlite3 is not None:
             sqlite3.pop("integrity", None)
