@@ -278,7 +278,7 @@ def release(
     from deployer.releases import previous_release
     from deployer.reports import print_release_table
 
-    check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path])
+    check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path, html_path])
     start_at = from_version or previous_release(version)
     strat, ctx = _context(strategy, version, start_at, target, source, {
         "ignore_application_stop_failures": ignore_application_stop_failures})
@@ -408,12 +408,14 @@ def compare(
     """
     from deployer.compare import CompareRun, CompareSettings, parse_strategies
     from deployer.compare_table import StrategyView, print_compare_table
+    from deployer.locks import environment_locks
     from deployer.providers import get_cloud
     from deployer.releases import previous_release
 
     names = parse_strategies(strategies)
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}", hint="pass --repeat 1")
+    check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path, html_path])
     start_at = from_version or previous_release(version)
     if start_at is None:
         raise UsageError(f"no release known before {version!r} to start from",
@@ -422,7 +424,10 @@ def compare(
                                repeat=repeat, source=source, target=target, hz=hz,
                                budget_s=budget)
     cloud = get_cloud(target)
-    with _live_view(cloud) as view:
+    # Every environment of the comparison is held for its whole length: a release run
+    # meanwhile would be measured as part of it.
+    with environment_locks(names, "compare", release=version, target=target), \
+            _live_view(cloud) as view:
         comparison = CompareRun(settings, cloud=cloud, on_event=_on_event, observer=view,
                                 history=_history()).execute()
     if json_path:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -237,14 +238,21 @@ class CompareRun:
         self.run_id = new_run_id()
         self.log = logs.get_logger(compare=self.run_id)
 
+    def _context(self, release: str, from_release: str | None) -> ReleaseContext:
+        return ReleaseContext(release=release, from_release=from_release, cloud=self.cloud,
+                              workdir=workdir_for(self.cloud), on_event=self.on_event,
+                              source=self.settings.source, options=dict(self.options))
+
     def _release(self, strategy_name: str, release: str, from_release: str | None,
                  role: RunRole) -> ReleaseReport:
         strategy = self.load_strategy(strategy_name)
-        ctx = ReleaseContext(release=release, from_release=from_release, cloud=self.cloud,
-                             workdir=workdir_for(self.cloud), on_event=self.on_event,
-                             source=self.settings.source, options=dict(self.options))
-        report = ReleaseRun(strategy, ctx, poller=PollerSettings(hz=self.settings.hz),
-                            observer=self.observer).execute()
+        ctx = self._context(release, from_release)
+        try:
+            report = ReleaseRun(strategy, ctx, poller=PollerSettings(hz=self.settings.hz),
+                                observer=self.observer).execute()
+        finally:
+            # Bundles and build output were uploaded or registered: the scratch space can go.
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
         if self.history is not None:
             self.history.record(report.model_dump(mode="json"), kind=RunKind.RELEASE,
                                 role=role, parent_id=self.run_id)
@@ -264,6 +272,13 @@ class CompareRun:
         machine = machine_info()
         self.log.info("compare.start", release=s.release, from_release=s.from_release,
                       strategies=s.strategies, repeat=s.repeat)
+        # The source must have both releases: find out now, not after the first strategy.
+        for name in s.strategies:
+            ctx = self._context(s.release, s.from_release)
+            try:
+                self.load_strategy(name).preflight(ctx)
+            finally:
+                shutil.rmtree(ctx.workdir, ignore_errors=True)
         configs = {}
         notes: list[str] = []
         for name in s.strategies:

@@ -222,6 +222,12 @@ class SwitchStrategy(Strategy):
     def stack_template(self) -> Path:
         return asset_path("etherpad", "stacks", "packer.yaml")
 
+    preflights: list[tuple[str, int]] = []
+
+    def preflight(self, ctx: ReleaseContext) -> None:
+        # No source to ask here; remember when it was asked (cloud log length).
+        SwitchStrategy.preflights.append((self.name, len(ctx.cloud.log)))
+
     def prepare(self, ctx: ReleaseContext) -> Prepared:
         return Prepared(kind="image", ref="ami-1", size_bytes=1234)
 
@@ -263,6 +269,7 @@ def home(tmp_path, monkeypatch):
 
 def test_compare_runs_each_strategy_resets_between_repetitions_and_records(home):
     cloud = FakeCloud()
+    SwitchStrategy.preflights.clear()
     history = History(home / "history.sqlite")
     observer = Recorder()
     settings = CompareSettings(release="1.8.18", from_release="1.8.17",
@@ -273,6 +280,8 @@ def test_compare_runs_each_strategy_resets_between_repetitions_and_records(home)
     finally:
         for server in cloud.servers.values():
             server.close()
+    # the source is checked for every strategy before anything is created
+    assert SwitchStrategy.preflights[:2] == [("alpha", 0), ("beta", 0)]
     # rounds interleave; the second round first brings each environment back to 1.8.17
     assert cloud.log == [("alpha", "create at 1.8.17"), ("alpha", "release 1.8.18"),
                          ("beta", "create at 1.8.17"), ("beta", "release 1.8.18"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import structlog
 
 from rich.console import Console
 
@@ -21,7 +22,9 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOYER_HOME", str(tmp_path))
     # A wide console, so table cells do not wrap in the captured output.
     monkeypatch.setattr(cli.ENV, "stdout", Console(width=200))
-    return tmp_path
+    yield tmp_path
+    # The CLI pointed the log at this test's captured stderr: the next test must not write there.
+    structlog.reset_defaults()
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
