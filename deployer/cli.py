@@ -544,6 +544,29 @@ def report(
         print_release_table(release_report, ENV.stdout)
 
 
+@app.command()
+def validate(
+    assets: Annotated[Optional[Path], typer.Option(
+        "--assets", help="The folder holding appspec/, packer/ and etherpad/ "
+                         "(default: the assets this deployer ships).")] = None,
+    check: Annotated[Optional[list[str]], typer.Option(
+        "--check", help="Only this check (repeatable): appspec, templates, packer or "
+                        "scripts.")] = None,
+) -> None:
+    """Run every static check of the release assets; one line per finding.
+
+    The appspec, the three stack templates (and cfn-lint), the Packer template (and packer
+    validate), user data and hook scripts (bash -n, shellcheck). Exits 1 on findings.
+    """
+    from deployer.assets import assets_root
+    from deployer.validate import validate_assets
+
+    result = validate_assets(assets if assets is not None else assets_root(), check)
+    for line in result.lines():
+        ENV.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(ExitStatus.ERROR if result.findings else ExitStatus.SUCCESS)
+
+
 @app.command("strategies")
 def list_strategies() -> None:
     """List the installed strategies (plug-ins of the deployer.strategies entry-point group)."""

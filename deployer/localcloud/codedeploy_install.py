@@ -1,7 +1,11 @@
 """What DownloadBundle and Install do to an instance's disk: the revision, its bundle, Install.
 
 The bundle is checked before anything is unpacked: an archive entry or a symlink that leads
-out of the revision is a ConfigError, never a file written elsewhere. Install follows the
+out of the revision is a ConfigError, never a file written elsewhere; so is a bundle bigger
+than :data:`MAX_BUNDLE_BYTES` or with more than :data:`MAX_BUNDLE_ENTRIES` entries (an
+archive bomb fills the instance's disk before any hook runs). Links are checked twice: by
+their text before unpacking, and on disk after it, where a chain of links that each look
+harmless (``s -> .``, ``t -> s/../x``) can no longer hide where it leads. Install follows the
 real agent's installer: the files the group's last install created are removed first (the
 cleanup file lists them), then ``files`` are copied honouring ``file_exists_behavior``, then
 ``permissions`` are applied.
@@ -37,6 +41,11 @@ from deployer.port import Artifact
 
 ARCHIVES_TO_RETAIN = 5  # the real agent keeps five deployment archives per group
 APPSPEC_NAMES = ("appspec.yml", "appspec.yaml")
+# Ceilings far above any real revision (Etherpad with its node_modules: about 20,000 files
+# and 185 MB), low enough that a bomb is refused before it fills an instance's disk.
+MAX_BUNDLE_BYTES = 4 * 1024**3
+MAX_BUNDLE_ENTRIES = 200_000
+MAX_APPSPEC_BYTES = 1024**2
 
 
 class BundleType(str, Enum):
@@ -132,30 +141,86 @@ def _appspec_in_archive(bundle: Path, kind: BundleType) -> tuple[str, str]:
     for wanted in APPSPEC_NAMES:
         for name, _ in names:
             if name.removeprefix("./") == wanted:
-                if kind is BundleType.ZIP:
-                    with zipfile.ZipFile(bundle) as zf:
-                        return zf.read(name).decode("utf-8"), wanted
-                with tarfile.open(bundle, "r:*") as tf:
-                    member = tf.extractfile(name)
-                    assert member is not None
-                    return member.read().decode("utf-8"), wanted
+                try:
+                    if kind is BundleType.ZIP:
+                        with zipfile.ZipFile(bundle) as zf:
+                            _check_appspec_size(bundle, zf.getinfo(name).file_size)
+                            return zf.read(name).decode("utf-8"), wanted
+                    with tarfile.open(bundle, "r:*") as tf:
+                        info = tf.getmember(name)
+                        _check_appspec_size(bundle, info.size)
+                        member = tf.extractfile(info) if info.isfile() else None
+                        if member is None:
+                            raise ConfigError(f"{wanted} in the bundle is not a regular file",
+                                              location=str(bundle),
+                                              hint="put the appspec.yml file itself in the "
+                                                   "bundle, not a link")
+                        return member.read().decode("utf-8"), wanted
+                except UnicodeDecodeError as exc:
+                    raise ConfigError(f"{wanted} is not UTF-8 text", location=str(bundle),
+                                      hint="save appspec.yml as UTF-8") from exc
+                except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError,
+                        KeyError) as exc:
+                    raise ConfigError(f"cannot read {wanted} from the revision archive: {exc}",
+                                      location=str(bundle)) from exc
     raise ConfigError("the revision has no appspec.yml at its root", location=str(bundle),
                       hint="put appspec.yml at the top of the bundle")
 
 
+def _check_appspec_size(bundle: Path, size: int) -> None:
+    if size > MAX_APPSPEC_BYTES:
+        raise ConfigError(f"appspec.yml in the bundle is {size:,} bytes, more than "
+                          f"{MAX_APPSPEC_BYTES:,}", location=str(bundle),
+                          hint="an appspec.yml is a short file; rebuild the bundle")
+
+
+class _Budget:
+    """What unpacking a bundle may use: bytes and entries, both capped."""
+
+    def __init__(self, bundle: Path) -> None:
+        self.bundle = bundle
+        self.bytes = 0
+        self.entries = 0
+
+    def entry(self, size: int = 0) -> None:
+        self.entries += 1
+        self.add(size)
+        if self.entries > MAX_BUNDLE_ENTRIES:
+            raise ConfigError(f"the revision has more than {MAX_BUNDLE_ENTRIES:,} entries",
+                              location=str(self.bundle),
+                              hint="bundle only what the revision installs")
+
+    def add(self, size: int) -> None:
+        self.bytes += max(0, size)
+        if self.bytes > MAX_BUNDLE_BYTES:
+            raise ConfigError(f"the revision unpacks to more than {MAX_BUNDLE_BYTES:,} bytes",
+                              location=str(self.bundle),
+                              hint="bundle only what the revision installs (is it an archive "
+                                   "bomb?)")
+
+
 def _archive_entries(bundle: Path, kind: BundleType) -> list[tuple[str, str | None]]:
-    """(name, symlink target or None) for every entry, refusing any that escapes the bundle."""
+    """(name, symlink target or None) for every entry, refusing any that escapes the bundle
+    and a bundle over the size or entry limits (by the sizes its entries declare)."""
     entries: list[tuple[str, str | None]] = []
+    budget = _Budget(bundle)
     try:
         if kind is BundleType.ZIP:
             with zipfile.ZipFile(bundle) as zf:
                 for info in zf.infolist():
-                    link = (zf.read(info).decode("utf-8")
-                            if stat.S_ISLNK(info.external_attr >> 16) else None)
+                    budget.entry(info.file_size)
+                    link = None
+                    if stat.S_ISLNK(info.external_attr >> 16):
+                        if info.file_size > 4096:
+                            raise ConfigError(f"bundle entry {info.filename!r} is a link with "
+                                              f"a {info.file_size}-byte target",
+                                              location=str(bundle))
+                        link = zf.read(info).decode("utf-8", "replace")
                     entries.append((info.filename, link))
         else:
             with tarfile.open(bundle, "r:*") as tf:
                 for member in tf.getmembers():
+                    budget.entry(member.size if member.isfile() else 0)
                     if member.isdev():
                         raise ConfigError(f"bundle entry {member.name!r} is a device file",
                                           location=str(bundle),
@@ -186,13 +251,28 @@ def _check_entry(bundle: Path, name: str, link: str | None) -> None:
                               hint="make links relative and inside the revision")
 
 
-def _check_symlinks(tree: Path, bundle: Path) -> None:
+def _check_symlinks(tree: Path, bundle: Path, budget: _Budget | None = None) -> None:
+    """Every link in ``tree`` checked by its text, then by where it really leads."""
+    root = tree.resolve()
     for dirpath, dirnames, filenames in os.walk(tree):
         for name in dirnames + filenames:
             full = Path(dirpath) / name
+            if budget is not None:
+                budget.entry(full.lstat().st_size if name in filenames and
+                             not full.is_symlink() else 0)
             if full.is_symlink():
                 relative = full.relative_to(tree).as_posix()
                 _check_entry(bundle, relative, os.readlink(full))
+                _check_resolved(bundle, root, full, relative)
+
+
+def _check_resolved(bundle: Path, root: Path, path: Path, name: str) -> None:
+    """``path`` (a link, or a file about to be written) must really lead inside ``root``."""
+    resolved = Path(os.path.realpath(path))
+    if resolved != root and root not in resolved.parents:
+        raise ConfigError(f"bundle entry {name!r} leads to {resolved}, outside the bundle "
+                          "(through a chain of links)", location=str(bundle),
+                          hint="make links point at files inside the revision")
 
 
 def unpack_bundle(revision: Revision, archive: Path) -> None:
@@ -200,39 +280,68 @@ def unpack_bundle(revision: Revision, archive: Path) -> None:
     if not revision.bundle.exists():
         raise NotFound(f"revision bundle {revision.bundle} does not exist")
     kind = revision.resolved_type()
-    if kind is BundleType.DIRECTORY:
-        _check_symlinks(revision.bundle, revision.bundle)
-        shutil.copytree(revision.bundle, archive, symlinks=True)
-        return
-    _archive_entries(revision.bundle, kind)
-    archive.mkdir(parents=True)
-    if kind is BundleType.ZIP:
-        _extract_zip(revision.bundle, archive)
-    else:
-        with tarfile.open(revision.bundle, "r:*") as tf:
-            try:
-                tf.extractall(archive, filter="data")
-            except tarfile.FilterError as exc:
-                raise ConfigError(f"bundle entry refused: {exc}", location=str(revision.bundle),
-                                  hint="rebuild the bundle with relative paths") from exc
+    try:
+        if kind is BundleType.DIRECTORY:
+            _check_symlinks(revision.bundle, revision.bundle, _Budget(revision.bundle))
+            shutil.copytree(revision.bundle, archive, symlinks=True)
+        else:
+            _archive_entries(revision.bundle, kind)
+            archive.mkdir(parents=True)
+            if kind is BundleType.ZIP:
+                _extract_zip(revision.bundle, archive)
+            else:
+                _extract_tar(revision.bundle, archive)
+        # On disk now: where every link really leads, whatever its text said.
+        _check_symlinks(archive, revision.bundle)
+    except BaseException:
+        shutil.rmtree(archive, ignore_errors=True)  # nothing half-unpacked is left to run
+        raise
+
+
+def _extract_tar(bundle: Path, archive: Path) -> None:
+    with tarfile.open(bundle, "r:*") as tf:
+        try:
+            tf.extractall(archive, filter="data")
+        except tarfile.FilterError as exc:
+            raise ConfigError(f"bundle entry refused: {exc}", location=str(bundle),
+                              hint="rebuild the bundle with relative paths") from exc
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise ConfigError(f"the revision archive cannot be unpacked: {exc}",
+                              location=str(bundle)) from exc
 
 
 def _extract_zip(bundle: Path, archive: Path) -> None:
-    with zipfile.ZipFile(bundle) as zf:
-        for info in zf.infolist():
-            target = archive / info.filename
-            mode = info.external_attr >> 16
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if stat.S_ISLNK(mode):
-                os.symlink(zf.read(info).decode("utf-8"), target)
-                continue
-            with zf.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            if mode & 0o777:
-                target.chmod(mode & 0o777)
+    root = archive.resolve()
+    budget = _Budget(bundle)
+    try:
+        with zipfile.ZipFile(bundle) as zf:
+            for info in zf.infolist():
+                target = archive / info.filename
+                mode = info.external_attr >> 16
+                budget.entry()
+                # The directory it goes in must really be inside (no link leads out of it).
+                _check_resolved(bundle, root, target.parent, info.filename)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if os.path.lexists(target):
+                    raise ConfigError(f"bundle entry {info.filename!r} is in the archive twice",
+                                      location=str(bundle), hint="rebuild the bundle")
+                if stat.S_ISLNK(mode):
+                    os.symlink(zf.read(info).decode("utf-8", "replace"), target)
+                    _check_resolved(bundle, root, target, info.filename)
+                    continue
+                with zf.open(info) as src, open(target, "xb") as dst:
+                    # Counted as written: the sizes an archive declares can lie.
+                    while chunk := src.read(1024 * 1024):
+                        budget.add(len(chunk))
+                        dst.write(chunk)
+                if mode & 0o777:
+                    target.chmod(mode & 0o777)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ConfigError(f"the revision archive cannot be unpacked: {exc}",
+                          location=str(bundle)) from exc
 
 
 def cleanup_old_archives(group_dir: Path, last_success: Path | None, *, keep_also: Path) -> None:

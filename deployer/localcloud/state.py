@@ -18,6 +18,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 
+STATE_FILE_MODE = 0o600
+
+
 class StackStatus(StrEnum):
     CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
     CREATE_COMPLETE = "CREATE_COMPLETE"
@@ -155,7 +158,11 @@ class Store:
             data = self.state.model_dump_json(indent=1)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w") as fh:
+            # The cloud's own storage holds its secrets (generated database passwords, API
+            # keys), as AWS's does: readable by the owner only, from the first byte written.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_FILE_MODE)
+            os.fchmod(fd, STATE_FILE_MODE)
+            with open(fd, "w") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -314,6 +314,8 @@ class Supervisor:
     def view(self) -> dict:
         with self.store.lock:
             state = json.loads(self.store.state.model_dump_json())
+        for stack in state["stacks"].values():
+            mask_secrets(stack)
         for name, runtime in self.stacks.items():
             stack = state["stacks"].get(name)
             if stack is None:
@@ -323,14 +325,21 @@ class Supervisor:
                                 for tid, t in runtime.lb.states().items()} if runtime.lb else {}
             history = runtime.lb.history() if runtime.lb else []
             stack["health_history"] = [h.model_dump(mode="json") for h in history[-500:]]
-            for key in stack.get("noecho", []):
-                if key in stack["parameters"]:
-                    stack["parameters"][key] = "****"
-            stack["database"] = {k: ("****" if k == "password" else v)
-                                 for k, v in stack.get("database", {}).items()}
         state["supervisor"] = {"pid": os.getpid()}
         state["operations"] = [op.view() for op in self.operations.values()]
         return state
+
+
+def mask_secrets(stack: dict) -> None:
+    """A stack as the API shows it, like describe-stacks: what it generated stays in the
+    cloud, NoEcho parameters (current and previous) and the database password are masked."""
+    stack.pop("secrets", None)
+    for field in ("parameters", "previous_parameters"):
+        for key in stack.get("noecho", []):
+            if key in stack.get(field, {}):
+                stack[field][key] = "****"
+    stack["database"] = {k: ("****" if k == "password" else v)
+                         for k, v in stack.get("database", {}).items()}
 
 
 def output_tail(root: Path, lines: int = 4) -> str:

@@ -49,3 +49,64 @@ const addHeader = (app) => {
 exports.release = release;
 exports.expressPreSession = (hookName, {app}) => { addHeader(app); };
 exports.expressConfigure = (hookName, {app}) => { addHeader(app); };
+
+// A database restart must not kill Etherpad.
+//
+// node-postgres emits 'error' on the pool when an idle connection breaks (the server
+// restarted, failed over, or cut it), and an 'error' event without a listener throws:
+// Etherpad's uncaughtException handler then exits. Etherpad 1.8's ueberdb2 (1.4) never adds
+// that listener, so a PostgreSQL restart — an RDS reboot, a failover, a minor version
+// upgrade — stopped every instance at once. With a listener the pool drops the broken
+// connection and opens a new one for the next query, as node-postgres documents.
+const keepPoolErrorsFromKillingEtherpad = () => {
+  let pg;
+  try {
+    const db = require.resolve('ep_etherpad-lite/node/db/DB');
+    const ueberdb = require.resolve('ueberdb2', {paths: [path.dirname(db)]});
+    pg = require(require.resolve('pg', {paths: [path.dirname(ueberdb)]}));
+  } catch (err) {
+    return; // no PostgreSQL driver in this install: nothing to guard
+  }
+  const proto = pg.Pool && pg.Pool.prototype;
+  if (!proto || proto.deployerGuarded) return;
+  const emit = proto.emit;
+  proto.emit = function (event, ...args) {
+    if (event === 'error' && this.listenerCount('error') === 0) {
+      const [err] = args;
+      console.warn(`ep_deployer_release: database connection lost (${err && err.message}); ` +
+                   'the pool reconnects on the next query');
+      return false;
+    }
+    return emit.call(this, event, ...args);
+  };
+  proto.deployerGuarded = true;
+};
+keepPoolErrorsFromKillingEtherpad();
+
+// Nor may it cut users off. Etherpad saves a session for every visitor (saveUninitialized),
+// and a save that fails reaches express-session after the response went out: the socket is
+// destroyed, and the load balancer's next request on that kept-alive connection gets no
+// answer — a 502 for a user who did nothing wrong. While the database is away a session
+// that cannot be saved is simply not kept; the page was served all the same.
+const keepSessionSaveErrorsFromCuttingConnections = () => {
+  let SessionStore;
+  try {
+    SessionStore = require('ep_etherpad-lite/node/db/SessionStore');
+  } catch (err) {
+    return; // another Etherpad layout: leave it alone
+  }
+  const proto = SessionStore && SessionStore.prototype;
+  if (!proto || typeof proto.set !== 'function' || proto.deployerGuarded) return;
+  const set = proto.set;
+  proto.set = function (sid, sess, fn) {
+    return set.call(this, sid, sess, (err, ...rest) => {
+      if (err != null) {
+        console.warn(`ep_deployer_release: session not saved (${err.message || err}); ` +
+                     'serving on without it');
+      }
+      if (typeof fn === 'function') fn(null, ...rest);
+    });
+  };
+  proto.deployerGuarded = true;
+};
+keepSessionSaveErrorsFromCuttingConnections();
