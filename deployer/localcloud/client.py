@@ -169,6 +169,8 @@ class LocalCloud(CloudPort):
         return view
 
     def describe_environment(self, strategy: str) -> EnvironmentView | None:
+        if not self.running() and self.state().stack_for(strategy) is None:
+            return None  # nothing there: don't start a supervisor just to say so
         state = self.raw_state()
         stack = state["stacks"].get(stack_name(strategy))
         if stack is None:
