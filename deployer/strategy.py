@@ -68,11 +68,14 @@ class Strategy(ABC):
             ctx.from_release = view.release or ctx.from_release
             return view
         if ctx.from_release is None:
-            raise UsageError(f"there is no {self.name} environment yet and no release to "
-                             "create it at", hint="pass --from VERSION, the release it runs "
-                                                  "before this one")
+            raise self._nothing_to_create_it_at()
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
                                             self.initial_parameters(ctx), ctx.on_event)
+
+    def _nothing_to_create_it_at(self) -> UsageError:
+        return UsageError(f"there is no {self.name} environment yet and no release to "
+                          "create it at", hint="pass --from VERSION, the release it runs "
+                                               "before this one")
 
     def preflight(self, ctx: ReleaseContext) -> None:
         """Check the run's input before anything is created: the source has the releases.
@@ -82,11 +85,11 @@ class Strategy(ABC):
         """
         from deployer.etherpad.preflight import check_releases
 
-        check_releases(ctx.source, [ctx.release])
-        if ctx.from_release and ctx.from_release != ctx.release:
-            view = ctx.cloud.describe_environment(self.name)
-            if view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE"):
-                check_releases(ctx.source, [ctx.from_release])
+        view = ctx.cloud.describe_environment(self.name)
+        creating = view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE")
+        if creating and ctx.from_release is None:
+            raise self._nothing_to_create_it_at()
+        check_releases(ctx.source, [ctx.release, *([ctx.from_release] if creating else [])])
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...
