@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from deployer import logs
 from deployer.errors import LockedError
 from deployer.home import deployer_home
+from deployer.processes import pid_alive
 
 # A run that just took the lock writes its owner record right after; a reader refused in
 # that instant waits this long for the record before calling the owner unknown.
@@ -68,16 +69,6 @@ def lock_path(strategy: str, target: str = "local", home: Path | None = None) ->
 
 def current_command() -> str:
     return " ".join(["deployer", *sys.argv[1:]])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EnvironmentLock:
@@ -127,7 +118,7 @@ class EnvironmentLock:
             self.taken_over = previous
             logs.get_logger().warning(
                 "lock.taken_over", lock=str(self.path), previous_pid=previous.pid,
-                previous_command=previous.command, previous_alive=_pid_alive(previous.pid))
+                previous_command=previous.command, previous_alive=pid_alive(previous.pid))
         return owner
 
     def _refusal(self) -> LockedError:

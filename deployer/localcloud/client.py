@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import sys
 import time
@@ -34,23 +33,10 @@ from deployer.port import (
     StackResult,
     TargetHealth,
 )
+from deployer.processes import pid_alive
 
 POLL_S = 0.2
 START_TIMEOUT_S = 60.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 class _Unreachable(Exception):
@@ -76,7 +62,7 @@ class LocalCloud(CloudPort):
             info = json.loads(info_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return info if _pid_alive(int(info.get("pid", 0))) else None
+        return info if pid_alive(int(info.get("pid", 0))) else None
 
     def ensure_supervisor(self) -> str:
         if self._url:
@@ -127,7 +113,7 @@ class LocalCloud(CloudPort):
                 info = json.loads(info_file.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 return
-            if not _pid_alive(int(info.get("pid", 0))):
+            if not pid_alive(int(info.get("pid", 0))):
                 return
             time.sleep(0.1)
 
@@ -231,7 +217,7 @@ class LocalCloud(CloudPort):
         except (_Unreachable, errors.CloudError):
             pass
         deadline = time.monotonic() + timeout
-        while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+        while pid_alive(int(info["pid"])) and time.monotonic() < deadline:
             time.sleep(0.1)
         self._url = None
 
