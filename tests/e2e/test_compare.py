@@ -1,8 +1,9 @@
-"""`deployer compare` end to end on the local cloud, real Etherpad, all three strategies.
+"""`deployer compare` end to end on the local cloud, real Etherpad, two strategies.
 
-One compare (about 6-8 minutes on 2 cores): 1.8.14 → 1.8.14-r2 from the session's git
-mirror (tests/e2e/conftest.py) through codedeploy, cloudformation and packer, each on a new
-environment, with the JSON, JUnit and HTML reports; then the run history has it.
+One compare (about 4 minutes on 2 cores): 1.8.14 → 1.8.14-r2 from the session's git
+mirror (tests/e2e/conftest.py) through cloudformation and packer, each on a new
+environment, with the JSON, JUnit and HTML reports; then the run history has it. (A full
+three-strategy compare is recorded in the README.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from tests.test_html_report import EXTERNAL
 
 pytestmark = pytest.mark.slow
 
-STRATEGIES = ["codedeploy", "cloudformation", "packer"]
+# Two strategies keep CI's time in bounds: every strategy's release is already exercised end
+# to end in test_release.py, and the codedeploy measures are unit-tested on its reports.
+STRATEGIES = ["cloudformation", "packer"]
 RELEASE_KEYS = {"url", "hz", "duration_s", "zero_downtime", "probes", "downtime_windows",
                 "longest_gap_ms", "versions", "mixed_window_ms", "jitter", "run_id",
                 "strategy", "release", "from_release", "target", "outcome", "phases",
@@ -42,7 +45,7 @@ def home(tmp_path_factory):
     deployer(home, "down", "--all", timeout=600)
 
 
-def test_compare_releases_through_all_three_strategies(mirror, home, tmp_path):
+def test_compare_releases_through_each_strategy(mirror, home, tmp_path):
     json_file, junit_file, html_file = (tmp_path / "compare.json", tmp_path / "compare.xml",
                                         tmp_path / "compare.html")
     result = deployer(home, "compare", NEXT, "--from", GOOD, "--source", str(mirror),
@@ -68,8 +71,6 @@ def test_compare_releases_through_all_three_strategies(mirror, home, tmp_path):
         assert entry["ratio_to_floor"] > 0.8, floor
     strategies = report["strategies"]
     assert strategies["packer"]["measures"]["storage_kind"] == "image"
-    assert strategies["codedeploy"]["measures"]["storage_kind"] == "revision"
-    assert strategies["codedeploy"]["measures"]["in_place_s"] > 0
     assert strategies["cloudformation"]["measures"]["storage_bytes"] == 0
     assert [r["role"] for r in report["runs"]] == ["measured"] * 3
     assert report["summary"]["outcome"] == "succeeded"
@@ -80,7 +81,7 @@ def test_compare_releases_through_all_three_strategies(mirror, home, tmp_path):
     assert all(s.get("failures") == "0" for s in suites)
 
     page = html_file.read_text()
-    assert page.count('<section class="strategy">') == 3
+    assert page.count('<section class="strategy">') == len(STRATEGIES)
     assert not EXTERNAL.search(page)  # opens offline: nothing to fetch
     assert result.stdout.count("deployment speed") == 1  # the table, book rows included
 
