@@ -364,6 +364,10 @@ class _Parser:
                 return function(scope, *values)
             except TypeError as err:
                 raise ExpressionError(f"{name}(): wrong number or type of arguments") from err
+            except (ValueError, LookupError, ArithmeticError, AttributeError) as err:
+                # Python's own complaint about the arguments (min() of nothing, an index
+                # past the end, a number too big): the template's mistake, said as such.
+                raise ExpressionError(f"{name}(): {err}") from err
         return call
 
 

@@ -531,7 +531,16 @@ def load_packer_template(path: Path, variables: dict[str, str] | None = None,
     ``now`` is what ``timestamp()`` returns (one instant for the whole template, as in a
     Packer run); tests pass a fixed one.
     """
-    path = Path(path).absolute()
+    try:
+        return _load_packer_template(Path(path).absolute(), variables, var_files, now=now)
+    except RecursionError:
+        raise ConfigError("the template nests expressions too deeply to read",
+                          location=str(path), hint="flatten the nesting") from None
+
+
+def _load_packer_template(path: Path, variables: dict[str, str] | None,
+                          var_files: Iterable[Path], *, now: datetime | None
+                          ) -> PackerTemplate:
     data = _parse_hcl(path)
     where = str(path)
     now = now or datetime.now(UTC)

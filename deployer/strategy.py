@@ -47,6 +47,9 @@ class Strategy(ABC):
     name: str = ""
     # The phases `prepare` is made of, for reports (bundle/upload or bake, or nothing).
     prepare_phases: tuple[str, ...] = ()
+    # True when this machine fetches the release (a revision bundle is built here); else the
+    # cloud's machines fetch it (a bake, user data), which on AWS may reach what this cannot.
+    release_fetched_here: bool = False
 
     def stack_template(self) -> Path:
         """The CloudFormation template of this strategy's environment."""
@@ -89,7 +92,9 @@ class Strategy(ABC):
         creating = view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE")
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
-        check_releases(ctx.source, [ctx.release, *([ctx.from_release] if creating else [])])
+        if ctx.cloud.name == "local" or self.release_fetched_here:
+            check_releases(ctx.source,
+                           [ctx.release, *([ctx.from_release] if creating else [])])
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...

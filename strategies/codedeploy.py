@@ -17,6 +17,7 @@ class CodeDeployStrategy(Strategy):
     """Bundle the release with appspec/, upload it, deploy it to the deployment group."""
 
     prepare_phases = ("bundle", "upload")
+    release_fetched_here = True  # the revision bundle is built on this machine
 
     def ensure_environment(self, ctx: ReleaseContext) -> EnvironmentView:
         view = super().ensure_environment(ctx)

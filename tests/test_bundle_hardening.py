@@ -78,31 +78,40 @@ def bundle(tmp_path: Path, kind: str, entries) -> Revision:
     return Revision(bundle=make(folder / name, entries))
 
 
-def refused(tmp_path: Path, revision: Revision, match: str) -> ConfigError:
+def refused(tmp_path: Path, revision: Revision, match: str, record=None,
+            title: str = "") -> ConfigError:
     archive = tmp_path / "deploy" / "deployment-archive"
     archive.parent.mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        record.title = title
+        record.where = "a CodeDeploy revision (DownloadBundle)"
     with pytest.raises(ConfigError, match=match) as caught:
         read_revision_appspec(revision)
         unpack_bundle(revision, archive)
     assert not archive.exists(), "a refused bundle was left half-unpacked"
+    if record is not None:
+        record.message = str(caught.value).replace(str(tmp_path) + "/", "")
     return caught.value
 
 
 @pytest.mark.parametrize("kind", ["zip", "tgz", "directory"])
-def test_a_chain_of_links_that_leads_out_is_refused(tmp_path: Path, kind: str):
+def test_a_chain_of_links_that_leads_out_is_refused(tmp_path: Path, kind: str, bad_input):
     # Each link alone looks inside: "s" is the bundle itself, "t" is "s/../outside" = "outside"
     # by its text. On disk s/.. is the folder above the bundle.
     revision = bundle(tmp_path, kind, [("s", None, "."), ("t", None, "s/../outside")])
-    error = refused(tmp_path, revision, "outside the (bundle|destination)")
+    error = refused(tmp_path, revision, "outside the (bundle|destination)", bad_input,
+                    f"bundle ({kind}): a chain of links leading out (s -> ., t -> s/../x)")
     assert "'t'" in str(error)
 
 
 @pytest.mark.parametrize("kind", ["zip", "directory"])
-def test_a_file_written_through_a_link_chain_never_lands_outside(tmp_path: Path, kind: str):
+def test_a_file_written_through_a_link_chain_never_lands_outside(tmp_path: Path, kind: str,
+                                                                 bad_input):
     revision = bundle(tmp_path, kind, [("s", None, "."), ("up", None, "s/.."),
                                        ("up/escaped.sh", b"#!/bin/sh\necho pwned\n", None)]
                       if kind == "zip" else [("s", None, "."), ("up", None, "s/..")])
-    refused(tmp_path, revision, "outside the bundle")
+    refused(tmp_path, revision, "outside the bundle", bad_input,
+            f"bundle ({kind}): a file written through a link to the folder above")
     assert not (tmp_path / "deploy" / "escaped.sh").exists()
 
 
@@ -120,18 +129,20 @@ def test_links_that_stay_inside_are_kept(tmp_path: Path, kind: str):
 
 @pytest.mark.parametrize("kind", ["zip", "tgz", "directory"])
 def test_an_archive_bomb_is_refused_before_it_fills_the_disk(tmp_path: Path, kind: str,
-                                                             monkeypatch):
+                                                             monkeypatch, bad_input):
     monkeypatch.setattr(codedeploy_install, "MAX_BUNDLE_BYTES", 64 * 1024)
     # 1 MB of zeros: a few KB compressed, far over the (lowered) limit unpacked.
     revision = bundle(tmp_path, kind, [("app/zeros.bin", bytes(1024 * 1024), None)])
-    refused(tmp_path, revision, "unpacks to more than 65,536 bytes")
+    refused(tmp_path, revision, "unpacks to more than 65,536 bytes", bad_input,
+            f"bundle ({kind}): an archive bomb (limit lowered to 64 KiB for the test)")
 
 
 @pytest.mark.parametrize("kind", ["zip", "tgz", "directory"])
-def test_too_many_entries_are_refused(tmp_path: Path, kind: str, monkeypatch):
+def test_too_many_entries_are_refused(tmp_path: Path, kind: str, monkeypatch, bad_input):
     monkeypatch.setattr(codedeploy_install, "MAX_BUNDLE_ENTRIES", 20)
     revision = bundle(tmp_path, kind, [(f"app/f{i}", b"x", None) for i in range(40)])
-    refused(tmp_path, revision, "more than 20 entries")
+    refused(tmp_path, revision, "more than 20 entries", bad_input,
+            f"bundle ({kind}): too many entries (limit lowered to 20 for the test)")
 
 
 def test_a_zip_whose_sizes_lie_is_refused_not_unpacked_in_full(tmp_path: Path, monkeypatch):

@@ -200,7 +200,7 @@ def parse_appspec(text: str, *, source: str = "appspec.yml") -> AppSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ConfigError(f"not valid YAML: {problem}", location=where,
                           hint="fix the YAML syntax at that line") from exc
     checker = _Checker()

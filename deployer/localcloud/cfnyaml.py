@@ -160,7 +160,10 @@ def load_document(path: Path) -> dict[str, Any]:
 
 
 def _load_yaml(text: str, path: Path) -> Any:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters right here
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {_one_line(exc)}", location=str(path)) from exc
     loader.path = str(path)
     try:
         return loader.get_single_data()
@@ -174,9 +177,13 @@ def _load_yaml(text: str, path: Path) -> Any:
             hint = "short forms cannot be nested directly; write e.g. Fn::Base64: !Sub ..."
         raise ConfigError(f"invalid YAML: {problem}", location=location, hint=hint) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", location=str(path)) from exc
+        raise ConfigError(f"invalid YAML: {_one_line(exc)}", location=str(path)) from exc
     finally:
         loader.dispose()
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _load_json(text: str, path: Path) -> Any:

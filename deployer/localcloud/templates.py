@@ -89,7 +89,20 @@ def load_stack(path: Path | str, parameters: dict[str, str] | None = None, *, st
                attribute_resolver: AttributeResolver | None = None,
                ssm_resolver: SsmResolver | None = None) -> StackModel:
     """Read and resolve the template at ``path`` for the stack ``stack_name``."""
-    path = Path(path)
+    try:
+        return _load_stack(Path(path), parameters, stack_name=stack_name, region=region,
+                           account_id=account_id, attribute_resolver=attribute_resolver,
+                           ssm_resolver=ssm_resolver)
+    except RecursionError:
+        # Thousands of nested lists or functions: no template needs that, and Python's
+        # stack would otherwise end the program with a traceback.
+        raise ConfigError("the template nests values too deeply to read",
+                          location=str(path), hint="flatten the nesting") from None
+
+
+def _load_stack(path: Path, parameters: dict[str, str] | None, *, stack_name: str,
+                region: str, account_id: str, attribute_resolver: AttributeResolver | None,
+                ssm_resolver: SsmResolver | None) -> StackModel:
     if not _STACK_NAME.fullmatch(stack_name):
         raise ConfigError(f"stack name {stack_name!r} must start with a letter and contain only "
                           "letters, digits and hyphens (at most 128)")
@@ -101,6 +114,11 @@ def load_stack(path: Path | str, parameters: dict[str, str] | None = None, *, st
         raise ConfigError(f"section {unknown[0]} is not supported"
                           + (f": {why[unknown[0]]}" if unknown[0] in why else ""),
                           location=where(path, document, unknown[0]))
+    for section in ("Parameters", "Mappings", "Conditions", "Resources", "Outputs"):
+        if document.get(section) is not None and not isinstance(document[section], dict):
+            raise ConfigError(f"section {section} must be a mapping of names to "
+                              f"definitions, not {type(document[section]).__name__}",
+                              location=where(path, document, section))
     for section in ("Parameters", "Resources", "Outputs"):
         for name in document.get(section) or {}:
             if not _LOGICAL_ID.fullmatch(name):
