@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,6 @@ def test_new_instance_killed_while_booting_rolls_back(cloud: LocalCloud, drill):
                                                         StartDelay="3"),
                                     cloud.events.append)
     watch = Watch(view.url)
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1) as pool:
         update = pool.submit(cloud.update_stack, STRATEGY, {"EtherpadVersion": "2.0"},
                              lambda event: None)
@@ -140,8 +139,6 @@ def test_serving_instance_killed_mid_rollout_is_replaced_and_the_update_complete
                                     cloud.events.append)
     old = sorted(view.instances, key=lambda i: i.instance_id)
     watch = Watch(view.url)
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1) as pool:
         update = pool.submit(cloud.update_stack, STRATEGY, {"EtherpadVersion": "2.0"},
                              lambda event: None)

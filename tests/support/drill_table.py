@@ -10,6 +10,7 @@ variable, if it is not ``1``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,12 @@ def _count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+_TMP = re.compile(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/[^/\s]+/")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # A test's temporary folder means nothing in the table: say <tmp> instead.
+    return _TMP.sub("<tmp>/", text).replace("|", "\\|").replace("\n", " ")
 
 
 def render(records: list[Record]) -> str:
@@ -106,8 +111,9 @@ def render(records: list[Record]) -> str:
         + (f"; plus {by_design:,} in the drill that crashes a serving instance, which an ALB "
            "also answers with 502 until the target fails its health checks" if by_design else ""),
         f"- pads lost: **{lost}** of {written} written (goal 0)",
-        f"- bad inputs tried: **{len(bad)}**, each refused with one line and the documented "
-        f"exit code: {handled} of {len(bad)}",
+        f"- bad inputs tried: **{len(bad)}**; refused as they should be (one line naming the "
+        f"file, line or field, the documented exit code, nothing created): {handled} of "
+        f"{len(bad)}",
         "",
         "## Drills",
         "",
