@@ -245,14 +245,18 @@ class NpmSource(ReleaseSource):
 
 
 # -- one release on disk ----------------------------------------------------------------------
-class DirectorySource(ReleaseSource):
-    """A directory holding one release (an installed tree is fine: installs are left out)."""
-
-    kind = SourceKind.DIRECTORY
+class _PathSource(ReleaseSource):
+    """A release that sits on this machine's disk, named by its path."""
 
     def __init__(self, path: Path, *, known_commits: Mapping[str, str] | None = None) -> None:
         self.path = path.resolve()
         super().__init__(str(self.path), known_commits=known_commits)
+
+
+class DirectorySource(_PathSource):
+    """A directory holding one release (an installed tree is fine: installs are left out)."""
+
+    kind = SourceKind.DIRECTORY
 
     def fetch(self, release: str, dest: Path) -> FetchedRelease:
         check_release_name(release)
@@ -278,14 +282,10 @@ class DirectorySource(ReleaseSource):
                               kind=self.kind)
 
 
-class TarballSource(ReleaseSource):
+class TarballSource(_PathSource):
     """A tarball of one release: ``git archive``/GitHub layout, or what ``npm pack`` makes."""
 
     kind = SourceKind.TARBALL
-
-    def __init__(self, path: Path, *, known_commits: Mapping[str, str] | None = None) -> None:
-        self.path = path.resolve()
-        super().__init__(str(self.path), known_commits=known_commits)
 
     def fetch(self, release: str, dest: Path) -> FetchedRelease:
         check_release_name(release)
