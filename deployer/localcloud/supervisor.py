@@ -36,8 +36,8 @@ from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, S
 log = logs.get_logger(component="supervisor")
 
 
-# A supervisor with no stack and nothing running exits after this long.
-IDLE_EXIT_S = 30.0
+# A supervisor with nothing to run exits after this long (tests shorten it).
+IDLE_EXIT_S = float(os.environ.get("DEPLOYER_SUPERVISOR_IDLE_S", "30"))
 
 
 def cloud_dir(home: Path) -> Path:
@@ -123,11 +123,20 @@ class Supervisor:
         if self.server:
             self.server.shutdown()
 
+    def _busy(self) -> bool:
+        """A live stack or a running operation keeps the supervisor up.
+
+        A stack whose creation rolled back holds nothing that runs (its resources were torn
+        down); like on AWS it stays listed until deleted, but it keeps no process alive.
+        """
+        live = any(r.record.status is not StackStatus.ROLLBACK_COMPLETE
+                   for r in self.stacks.values())
+        return live or any(op.status == "running" for op in self.operations.values())
+
     def _shutdown_if_idle(self) -> None:
-        """Exit when no stack is left and nothing runs: no process stays behind."""
+        """Exit when no live stack is left and nothing runs: no process stays behind."""
         with self.store.lock:
-            busy = self.stacks or any(op.status == "running" for op in self.operations.values())
-            if not busy:
+            if not self._busy():
                 self.shutdown()
 
     def recover(self) -> None:
@@ -151,7 +160,7 @@ class Supervisor:
         while not self.stopping.is_set():
             time.sleep(1.0)
             self.launcher.reap()
-            if self.stacks or any(op.status == "running" for op in self.operations.values()):
+            if self._busy():
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > IDLE_EXIT_S:
                 self._shutdown_if_idle()
@@ -247,6 +256,10 @@ class Supervisor:
         return self.start_operation("update", name, lambda: runtime.update(merged, model))
 
     def delete_stack(self, name: str) -> Operation:
+        record = self.store.state.stacks.get(name)
+        if name not in self.stacks and record and record.status is StackStatus.ROLLBACK_COMPLETE:
+            # Rolled back before this supervisor started: nothing runs, only the record goes.
+            self.stacks[name] = StackRuntime(self, record)
         runtime = self.runtime(name)
 
         def delete() -> None:
@@ -257,7 +270,7 @@ class Supervisor:
                     del self.store.state.instances[iid]
                 self.store.save()
             self.stacks.pop(name, None)
-            if not self.stacks:
+            if not self._busy():
                 # Nothing left to run: leave no process behind.
                 threading.Timer(0.5, self._shutdown_if_idle).start()
 

@@ -290,3 +290,30 @@ def test_up_right_after_the_last_down_starts_a_new_supervisor(cloud: LocalCloud)
         view = cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0"), cloud.events.append)
         assert view.stack_status == "CREATE_COMPLETE"
         cloud.destroy_environment(STRATEGY, cloud.events.append)
+
+
+def test_a_creation_that_rolled_back_keeps_no_supervisor_up(tmp_path, monkeypatch):
+    """Like on AWS the stack stays in ROLLBACK_COMPLETE until deleted, but nothing runs for
+    it: the supervisor exits when idle, and `down` later removes the record."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DEPLOYER_HOME", str(home))
+    monkeypatch.setenv("DEPLOYER_SUPERVISOR_IDLE_S", "2")
+    cloud = LocalCloud(home)
+    events: list = []
+    try:
+        with pytest.raises(Exception):
+            cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", FailStart="true"),
+                                     events.append)
+        pid = cloud.supervisor_info()["pid"]
+        assert cloud.describe_environment(STRATEGY).stack_status == "ROLLBACK_COMPLETE"
+        deadline = time.monotonic() + 30
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive(pid), "the supervisor stayed up for a stack that holds nothing"
+        assert marked_processes(home) == []
+        # Still listed (from disk, without starting a supervisor), and `down` removes it.
+        assert cloud.state().stack_for(STRATEGY).status.value == "ROLLBACK_COMPLETE"
+        cloud.destroy_environment(STRATEGY, events.append)
+        assert cloud.describe_environment(STRATEGY) is None
+    finally:
+        cloud.destroy_all(events.append)
