@@ -13,24 +13,21 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from deployer.localcloud import instance_api
 
 
 def _call(path: str) -> dict:
-    endpoint = os.environ.get("DEPLOYER_CONTROL_URL")
-    if not endpoint:
-        print("aws: not on a local cloud instance (DEPLOYER_CONTROL_URL unset)", file=sys.stderr)
-        sys.exit(255)
     try:
-        with urllib.request.urlopen(endpoint + path, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        message = json.loads(exc.read() or b"{}").get("error", {}).get("message", exc.reason)
-        print(f"\nAn error occurred (TargetGroupNotFound): {message}", file=sys.stderr)
+        return instance_api.call(path)
+    except instance_api.Unset as exc:
+        print(f"aws: {exc}", file=sys.stderr)
+        sys.exit(255)
+    except instance_api.Refused as exc:
+        print(f"\nAn error occurred (TargetGroupNotFound): {exc}", file=sys.stderr)
         sys.exit(254)
-    except OSError as exc:
+    except instance_api.Unreachable as exc:
         print(f"\nCould not connect to the endpoint URL: {exc}", file=sys.stderr)
         sys.exit(255)
 

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
+
+from deployer.localcloud import instance_api
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,24 +25,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url")
     args = parser.parse_args(argv)
     code = args.exit_code if args.success is None else (0 if args.success == "true" else 1)
-    endpoint = os.environ.get("DEPLOYER_CONTROL_URL")
     instance_id = args.id or os.environ.get("DEPLOYER_INSTANCE_ID")
-    if not endpoint or not instance_id:
-        print("cfn-signal: not on a local cloud instance (DEPLOYER_CONTROL_URL unset)",
-              file=sys.stderr)
-        sys.exit(1)
-    body = json.dumps({"stack": args.stack, "resource": args.resource, "exit_code": code,
-                       "instance_id": instance_id, "reason": args.reason}).encode()
-    request = urllib.request.Request(f"{endpoint}/signal", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", {}).get("message", exc.reason)
-        print(f"cfn-signal: {detail}", file=sys.stderr)
+        if not instance_id:
+            raise instance_api.Unset("not on a local cloud instance (DEPLOYER_INSTANCE_ID unset)")
+        instance_api.call("/signal", {"stack": args.stack, "resource": args.resource,
+                                      "exit_code": code, "instance_id": instance_id,
+                                      "reason": args.reason})
+    except (instance_api.Unset, instance_api.Refused) as exc:
+        print(f"cfn-signal: {exc}", file=sys.stderr)
         sys.exit(1)
-    except OSError as exc:
+    except instance_api.Unreachable as exc:
         print(f"cfn-signal: cannot reach the stack: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -568,18 +568,8 @@ class Installer:
             host.chmod(permission.mode_bits)
         if permission.owner is None and permission.group is None:
             return
-        try:
-            uid = pwd.getpwnam(permission.owner).pw_uid if permission.owner else -1
-        except KeyError:
-            raise ConfigError(f"owner {permission.owner!r} does not exist on this machine",
-                              location="appspec.yml: permissions",
-                              hint="create the user or change owner") from None
-        try:
-            gid = grp.getgrnam(permission.group).gr_gid if permission.group else -1
-        except KeyError:
-            raise ConfigError(f"group {permission.group!r} does not exist on this machine",
-                              location="appspec.yml: permissions",
-                              hint="create the group or change group") from None
+        uid = _account_id("owner", permission.owner, lambda n: pwd.getpwnam(n).pw_uid, "user")
+        gid = _account_id("group", permission.group, lambda n: grp.getgrnam(n).gr_gid, "group")
         try:
             os.lchown(host, uid, gid)
         except PermissionError:
@@ -588,3 +578,15 @@ class Installer:
             # Without root the local agent cannot give files away; the real one runs as root.
             self.warn(f"permissions: cannot chown {target} to "
                       f"{permission.owner}:{permission.group} without root; left as is\n")
+
+
+def _account_id(field: str, name: str | None, lookup, kind: str) -> int:
+    """The numeric id of an appspec permissions owner or group (-1: leave it as is)."""
+    if name is None:
+        return -1
+    try:
+        return lookup(name)
+    except KeyError:
+        raise ConfigError(f"{field} {name!r} does not exist on this machine",
+                          location="appspec.yml: permissions",
+                          hint=f"create the {kind} or change {field}") from None
