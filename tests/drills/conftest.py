@@ -22,29 +22,12 @@ from deployer.localcloud.client import LocalCloud
 from deployer.localcloud.instances import MARKER
 from deployer.poller import HealthPoller
 from tests.drills.fixture_strategy import FIXTURES, install_plugin
+from tests.helpers import processes_with
 
 REPO = Path(__file__).resolve().parents[2]
 APP = FIXTURES / "app.py"
 APP_STACK = FIXTURES / "app-stack.yaml"
 CD_STACK = FIXTURES / "codedeploy-stack.yaml"
-
-
-def processes_with(needle: bytes, home: Path | None = None) -> list[int]:
-    """Live processes whose environment holds ``needle`` (and ``home``, when given)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state in ("Z", "X"):
-            continue
-        if needle in env and (home is None or str(home).encode() in env):
-            pids.append(int(entry))
-    return pids
 
 
 def instance_processes(home: Path) -> list[int]:

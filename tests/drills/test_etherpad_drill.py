@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from deployer.localcloud.client import LocalCloud
 from deployer.localcloud.database import PostgresServer
 from tests.drills.conftest import Cli, Watch, wait_for
+from tests.helpers import etherpad_api
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +26,10 @@ STACK = "etherpad-packer"
 TEXT = "Pads live in the database: a restart of it must not lose one.\n"
 
 
-def api(url: str, home: Path, method: str, **params: str) -> dict:
-    key = next(home.glob("instances/*/root/opt/etherpad/APIKEY.txt")).read_text().strip()
-    query = urllib.parse.urlencode({"apikey": key, **params})
-    with urllib.request.urlopen(f"{url}api/1.2.15/{method}?{query}", timeout=30) as response:
-        answer = json.loads(response.read())
-    assert answer["code"] == 0, answer
-    return answer["data"] or {}
-
-
 def write_pad(url: str, home: Path, pad: str, text: str) -> str:
     """Create a pad and return its text as Etherpad keeps it (with a final newline of its own)."""
-    api(url, home, "createPad", padID=pad, text=text)
-    kept = api(url, home, "getText", padID=pad)["text"]
+    etherpad_api(url, home, "createPad", padID=pad, text=text)
+    kept = etherpad_api(url, home, "getText", padID=pad)["text"]
     assert kept.startswith(text)
     return kept
 
@@ -108,7 +98,7 @@ def test_database_restart_mid_rollout_loses_no_pad(etherpad_cli: Cli, home: Path
     assert report["served_versions"] == [RELEASE]
     assert stack_status(home) == "UPDATE_COMPLETE"
     lost = [pad for pad, text in pads.items()
-            if api(url, home, "getText", padID=pad)["text"] != text]
+            if etherpad_api(url, home, "getText", padID=pad)["text"] != text]
     drill.pads_written, drill.pads_lost = len(pads), len(lost)
     assert lost == []
     assert report["probes"]["failed"] == 0, report["downtime_windows"]

@@ -14,13 +14,12 @@ import json
 import os
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import BROKEN, GOOD, NEXT
+from tests.helpers import etherpad_api
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +54,6 @@ def environment(home: Path, strategy: str) -> dict:
     return next(e for e in status(home)["environments"] if e["strategy"] == strategy)
 
 
-def api(url: str, home: Path, method: str, **params: str) -> dict:
-    key = next(home.glob("instances/*/root/opt/etherpad/APIKEY.txt")).read_text().strip()
-    query = urllib.parse.urlencode({"apikey": key, **params})
-    with urllib.request.urlopen(f"{url}api/1.2.15/{method}?{query}", timeout=30) as response:
-        answer = json.loads(response.read())
-    assert answer["code"] == 0, answer
-    return answer["data"] or {}
-
-
 @pytest.mark.parametrize("strategy", ["packer", "cloudformation", "codedeploy"])
 def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
         strategy, mirror, home, tmp_path):
@@ -73,8 +63,8 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     url = env["url"]
     assert env["status"] == "CREATE_COMPLETE"
     pad = f"pad-{strategy}"
-    api(url, home, "createPad", padID=pad, text=PAD_TEXT)
-    written = api(url, home, "getText", padID=pad)["text"]
+    etherpad_api(url, home, "createPad", padID=pad, text=PAD_TEXT)
+    written = etherpad_api(url, home, "getText", padID=pad)["text"]
     assert written.startswith(PAD_TEXT)  # Etherpad keeps a final newline of its own
 
     report_file = tmp_path / "release.json"
@@ -93,7 +83,7 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     assert [p["name"] for p in report["phases"]][:2] == ["environment", "prepare"]
     assert report["total_seconds"] > 0
     assert 'failures="0"' in junit_file.read_text()
-    assert api(url, home, "getText", padID=pad)["text"] == written
+    assert etherpad_api(url, home, "getText", padID=pad)["text"] == written
 
     result = deployer(home, "release", BROKEN, "--strategy", strategy, "--source", source,
                       "--json", str(report_file), check=False)
@@ -102,5 +92,5 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     assert report["outcome"] == "rolled_back"
     assert report["zero_downtime"] is True, report["downtime_windows"]
     assert report["served_versions"] == [NEXT]
-    assert api(url, home, "getText", padID=pad)["text"] == written
+    assert etherpad_api(url, home, "getText", padID=pad)["text"] == written
     deployer(home, "down", "--strategy", strategy)

@@ -21,6 +21,7 @@ from deployer.errors import ConfigError
 from deployer.localcloud.client import LocalCloud
 from deployer.localcloud.instances import MARKER
 from deployer.poller import HealthPoller
+from tests.helpers import processes_with
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE = FIXTURES / "app-stack.yaml"
@@ -32,17 +33,7 @@ pytestmark = pytest.mark.slow
 
 def marked_processes(home: Path) -> list[int]:
     """Processes of any instance of this data dir (found by their environment marker)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if MARKER.encode() in env and str(home).encode() in env:
-            pids.append(int(entry))
-    return pids
+    return processes_with(MARKER.encode(), home)
 
 
 def alive(pid: int) -> bool:

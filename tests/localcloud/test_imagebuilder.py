@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -239,36 +240,20 @@ def test_file_provisioner_rules(project, tmp_path, host):
     assert (srv / "renamed.txt").read_text() == "assets\n"
 
 
-def test_file_destination_parent_must_exist(project, tmp_path, host):
-    template = write_template(project, """
-  provisioner "file" {
-    source      = "../assets/README"
-    destination = "/var/lib/app/README"
-  }
+@pytest.mark.parametrize("source, destination, error, message", [
+    ("../assets/README", "/var/lib/app/README", BuildFailed,
+     "destination /var/lib/app/README: its parent directory does not exist"),
+    ("../nothing-here", "/tmp", BuildFailed, "source ../nothing-here does not exist"),
+    ("../assets/README", "/../../escaped", CloudError, "leaves the build host's root"),
+])
+def test_file_provisioner_refuses(project, tmp_path, host, source, destination, error, message):
+    template = write_template(project, f"""
+  provisioner "file" {{
+    source      = "{source}"
+    destination = "{destination}"
+  }}
 """)
-    with pytest.raises(BuildFailed, match="destination /var/lib/app/README: its parent directory does not exist"):
-        builder(template, tmp_path, []).provision(host)
-
-
-def test_missing_file_source(project, tmp_path, host):
-    template = write_template(project, """
-  provisioner "file" {
-    source      = "../nothing-here"
-    destination = "/tmp"
-  }
-""")
-    with pytest.raises(BuildFailed, match="source ../nothing-here does not exist"):
-        builder(template, tmp_path, []).provision(host)
-
-
-def test_paths_cannot_leave_the_host_root(project, tmp_path, host):
-    template = write_template(project, """
-  provisioner "file" {
-    source      = "../assets/README"
-    destination = "/../../escaped"
-  }
-""")
-    with pytest.raises(CloudError, match="leaves the build host's root"):
+    with pytest.raises(error, match=re.escape(message)):
         builder(template, tmp_path, []).provision(host)
     assert not (tmp_path / "escaped").exists()
 
