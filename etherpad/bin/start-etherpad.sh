@@ -15,6 +15,7 @@
 #   DB_TYPE               postgres | mysql | dirty (a file per instance: not shareable)
 #                                                                       postgres
 #   DB_HOST DB_PORT DB_NAME DB_USER                      127.0.0.1 5432|3306 etherpad etherpad
+#   DB_WAIT_S             how long to wait for the database to accept connections   120
 #   DB_PASSWORD           or DB_PASSWORD_PARAMETER: name of an SSM SecureString parameter,
 #                         read with `aws ssm get-parameter --with-decryption` (needs AWS_REGION)
 #   ETHERPAD_APIKEY       HTTP API key, or ETHERPAD_APIKEY_PARAMETER (SSM); written to
@@ -101,6 +102,8 @@ case "$DB_TYPE" in
   *) die "DB_TYPE=$DB_TYPE is not supported (use postgres, mysql or dirty)" ;;
 esac
 export DB_HOST=${DB_HOST:-127.0.0.1} DB_NAME=${DB_NAME:-etherpad} DB_USER=${DB_USER:-etherpad}
+DB_WAIT_S=${DB_WAIT_S:-120}
+[[ "$DB_WAIT_S" =~ ^[0-9]+$ ]] || die "DB_WAIT_S=$DB_WAIT_S is not a whole number of seconds"
 DB_PASSWORD=$(read_secret DB_PASSWORD) || exit 1
 export DB_PASSWORD
 export NODE_ENV=${NODE_ENV:-production}
@@ -144,6 +147,21 @@ probe_ip=$ETHERPAD_IP
 [ "$probe_ip" = 0.0.0.0 ] && probe_ip=127.0.0.1
 if (exec 3<>"/dev/tcp/$probe_ip/$ETHERPAD_PORT") 2>/dev/null; then
   die "port $ETHERPAD_PORT on $probe_ip is already in use (stop what listens there, or set ETHERPAD_PORT)"
+fi
+
+# Etherpad 1.8 exits when its first connection to the database fails. An instance can boot
+# while the database is still starting, rebooting or failing over: wait for it to accept
+# connections (each try bounded, for an address a security group drops), up to DB_WAIT_S.
+if [ "$DB_TYPE" != dirty ] && [ "$DB_WAIT_S" -gt 0 ]; then
+  waited=0
+  # shellcheck disable=SC2016  # $0 and $1 are the inner bash's arguments
+  until timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$DB_HOST" "$DB_PORT" 2>/dev/null; do
+    [ "$waited" -ge "$DB_WAIT_S" ] && die "the database at $DB_HOST:$DB_PORT did not accept connections within $DB_WAIT_S s (check that it runs and that this instance may reach it; DB_WAIT_S sets the wait)"
+    [ "$waited" -eq 0 ] && say "waiting for the database at $DB_HOST:$DB_PORT (up to $DB_WAIT_S s)"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  [ "$waited" -gt 0 ] && say "the database at $DB_HOST:$DB_PORT accepts connections after ${waited} s"
 fi
 
 cd "$HOME_DIR"

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -260,6 +261,49 @@ def test_start_refuses_a_port_in_use(fake_install):
     assert not (fake_install / "var" / "etherpad.pid").exists()
 
 
+def test_start_gives_up_on_a_database_that_never_answers(fake_install):
+    run = EtherpadRun(fake_install, env={"DB_TYPE": "postgres", "DB_HOST": "127.0.0.1",
+                                         "DB_PORT": str(free_port()), "DB_WAIT_S": "2"})
+    started = time.monotonic()
+    result = run.script("start-etherpad.sh")
+    assert time.monotonic() - started >= 2
+    assert result.returncode == 1
+    assert "did not accept connections within 2 s" in result.stderr
+    assert not (fake_install / "var" / "etherpad.pid").exists()
+
+
+def test_start_waits_for_a_database_that_is_still_starting(fake_install):
+    """An instance booting while the database restarts must not start Etherpad into it."""
+    port = free_port()
+    database = socket.socket()
+    database.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def come_up() -> None:
+        time.sleep(1.5)
+        database.bind(("127.0.0.1", port))
+        database.listen(8)
+
+    opener = threading.Thread(target=come_up)
+    opener.start()
+    try:
+        run = EtherpadRun(fake_install, env={"DB_TYPE": "postgres", "DB_HOST": "127.0.0.1",
+                                             "DB_PORT": str(port), "DB_WAIT_S": "20"})
+        result = run.script("start-etherpad.sh")
+    finally:
+        opener.join()
+        database.close()
+    assert result.returncode == 0, result.stderr
+    assert f"waiting for the database at 127.0.0.1:{port}" in result.stderr
+    assert f"the database at 127.0.0.1:{port} accepts connections after" in result.stderr
+    assert "started Etherpad " in result.stderr
+
+
+def test_database_wait_must_be_a_number(fake_install):
+    result = EtherpadRun(fake_install, env={"DB_WAIT_S": "soon"}).script("start-etherpad.sh")
+    assert result.returncode == 1
+    assert "DB_WAIT_S=soon is not a whole number of seconds" in result.stderr
+
+
 def test_start_without_an_install_says_what_to_do(tmp_path):
     result = EtherpadRun(tmp_path / "nothing").script("start-etherpad.sh")
     assert result.returncode == 1
@@ -357,6 +401,27 @@ def test_etherpad_serves_its_release_from_postgres_and_keeps_pads_across_restart
     finally:
         run.stop()
     assert not (home / "var" / "etherpad.pid").exists()
+
+
+@pytest.mark.slow
+def test_etherpad_started_while_its_database_restarts_waits_for_it(cached_copy, postgres):
+    """An instance that boots during a database restart serves once the database is back
+    (Etherpad 1.8 itself exits when its first connection fails)."""
+    run = EtherpadRun(cached_copy.root, env=postgres.etherpad_env())
+    postgres.pause()
+    comes_back = threading.Timer(3.0, postgres.resume)
+    comes_back.start()
+    try:
+        started = run.script("start-etherpad.sh")
+        assert started.returncode == 0, started.stderr
+        assert "waiting for the database" in started.stderr
+        run.start(release="1.8.14")  # already launched: waits until it answers
+        run.api("createPad", padID="after-db-restart", text="written once the database was back")
+        assert run.api("getText", padID="after-db-restart")["text"].startswith("written once")
+    finally:
+        comes_back.join()
+        postgres.resume()
+        run.stop()
 
 
 def test_a_bundled_tree_is_checked_only_against_an_explicit_commit(mirror, tmp_path):

@@ -86,6 +86,20 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
+    def pause(self) -> None:
+        """Stop the server and keep its data (a database restart, first half)."""
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "20", "stop")
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port with the same data."""
+        if (self.data / "postmaster.pid").exists():
+            return
+        opts = (f"-p {self.port} -k {self.dir / 'run'} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off")
+        self._pg("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t",
+                 str(STARTUP_TIMEOUT_S), "-l", str(self.dir / "postgres.log"), "start",
+                 timeout=STARTUP_TIMEOUT_S + 10)
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
