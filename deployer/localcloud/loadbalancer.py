@@ -313,8 +313,10 @@ class LoadBalancer:
     ``connect_timeout_s`` is the ALB's fixed 10 s target connect timeout and
     ``idle_timeout_s`` the ``idle_timeout.timeout_seconds`` attribute (60 s); both can be
     shortened for tests. ``target_keepalive_s`` bounds how long an idle connection to a
-    target is kept for reuse: below Node's 5 s keepAliveTimeout, so a reused connection is
-    not one Etherpad is closing at that instant (0 turns reuse off).
+    target is kept for reuse; like an ALB's it is the idle timeout unless given (0 turns
+    reuse off). A target that closes idle connections sooner (Node's default
+    keepAliveTimeout is 5 s) races the next request sent on one: a 502, as on AWS, which
+    is why targets should keep connections open longer than the load balancer does.
     """
 
     def __init__(self, name: str, settings: TargetGroupSettings | None = None, *,
@@ -322,8 +324,10 @@ class LoadBalancer:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  connect_timeout_s: float = 10.0, idle_timeout_s: float = 60.0,
-                 target_keepalive_s: float = 4.0,
+                 target_keepalive_s: float | None = None,
                  on_transition: Callable[[HealthTransition], None] | None = None) -> None:
+        if target_keepalive_s is None:
+            target_keepalive_s = idle_timeout_s
         if not connect_timeout_s > 0 or not idle_timeout_s > 0 or target_keepalive_s < 0:
             raise ConfigError("connect and idle timeouts must be positive and the target "
                               "keep-alive not negative", location=f"load balancer {name}")

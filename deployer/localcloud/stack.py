@@ -210,7 +210,11 @@ class StackRuntime:
         if not self.record.load_balancer_port:
             self.record.load_balancer_port = free_port()
             self.store.save()
-        self.lb = LoadBalancer(self.record.name, settings, port=self.record.load_balancer_port)
+        # The listener's idle timeout (idle_timeout.timeout_seconds, 60 s by default) bounds
+        # a silent target's answer and how long idle target connections are kept.
+        idle_s = next((lb.idle_timeout_s for lb in model.load_balancers.values()), 60)
+        self.lb = LoadBalancer(self.record.name, settings, port=self.record.load_balancer_port,
+                               idle_timeout_s=idle_s)
         self.lb.start()
         self.event(logical_id, "AWS::ElasticLoadBalancingV2::TargetGroup", "CREATE_COMPLETE",
                    f"listening on {self.lb.url}")

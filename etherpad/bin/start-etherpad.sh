@@ -22,6 +22,8 @@
 #                         APIKEY.txt; generated once when neither is set
 #   ETHERPAD_SESSIONKEY   session signing key, or ETHERPAD_SESSIONKEY_PARAMETER (SSM); give
 #                         every instance the same one so sessions survive a rolling update
+#   ETHERPAD_KEEPALIVE_TIMEOUT_S  how long an idle connection stays open (the release plugin):
+#                         longer than the load balancer's idle timeout      65
 #   ETHERPAD_LOGLEVEL (INFO)  ETHERPAD_TITLE (Etherpad)  ETHERPAD_TRUST_PROXY (false)
 #   ETHERPAD_LOG          node's output in background mode          $ETHERPAD_HOME/var/etherpad.log
 #   NODE_ENV              production

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -421,6 +422,31 @@ def test_etherpad_started_while_its_database_restarts_waits_for_it(cached_copy, 
     finally:
         comes_back.join()
         postgres.resume()
+        run.stop()
+
+
+@pytest.mark.slow
+def test_etherpad_keeps_idle_connections_open_longer_than_node_would(cached_copy, postgres):
+    """The load balancer reuses a target connection after seconds of quiet (an ALB, up to
+    60 s). Node would close it after 5 s and race that request; the release plugin makes
+    Etherpad wait longer (ETHERPAD_KEEPALIVE_TIMEOUT_S, 65 s)."""
+    run = EtherpadRun(cached_copy.root, env=postgres.etherpad_env())
+    run.start(release="1.8.14")
+    conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") != "close"
+        sock = conn.sock
+        time.sleep(6.5)
+        conn.request("GET", "/")
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+        assert conn.sock is sock  # the same connection, still open after 6.5 s idle
+    finally:
+        conn.close()
         run.stop()
 
 

@@ -449,6 +449,21 @@ def test_target_connections_are_reused_and_stale_ones_are_not(backend_factory, l
         closer.close()
 
 
+def test_idle_target_connections_are_kept_for_the_idle_timeout(backend_factory, lb_factory):
+    """Like an ALB: a connection to a target is reused until the listener's idle timeout,
+    not closed after a few seconds of quiet, so a target must keep it open at least as long."""
+    checked = backend_factory("checked")
+    for idle_timeout_s, connections in ((5.0, 1), (0.5, 2)):
+        traffic = backend_factory(f"traffic-{idle_timeout_s}")
+        lb = lb_factory(fast(health_check_port=checked.port), idle_timeout_s=idle_timeout_s)
+        lb.register("i-a", traffic.port)
+        assert lb.wait_healthy("i-a", 3)
+        assert served_by(lb, 1) == [traffic.name]
+        time.sleep(1.0)
+        assert served_by(lb, 1) == [traffic.name]
+        assert traffic.connections == connections, idle_timeout_s
+
+
 def test_malformed_requests_get_400(lb_factory):
     lb = lb_factory()
     with socket.create_connection(("127.0.0.1", lb.port), timeout=3) as sock:

@@ -50,6 +50,27 @@ exports.release = release;
 exports.expressPreSession = (hookName, {app}) => { addHeader(app); };
 exports.expressConfigure = (hookName, {app}) => { addHeader(app); };
 
+// Idle connections outlive the load balancer's.
+//
+// An ALB keeps its connections to a target open for its idle timeout (60 s by default) and
+// sends the next request on one of them. Node closes an idle keep-alive connection after
+// 5 s: a request the load balancer sends at that instant meets a closing socket, and the
+// user gets a 502 that no health check explains. The target must be the one to wait
+// longer (AWS: "configure the idle timeout of your application to be larger than the idle
+// timeout configured for the load balancer"). ETHERPAD_KEEPALIVE_TIMEOUT_S, 65 by default.
+const keepAliveSeconds = () => {
+  const value = Number(process.env.ETHERPAD_KEEPALIVE_TIMEOUT_S || 65);
+  return Number.isFinite(value) && value > 0 ? value : 65;
+};
+exports.keepAliveSeconds = keepAliveSeconds;
+exports.expressCreateServer = (hookName, {server}) => {
+  if (!server) return;
+  const ms = keepAliveSeconds() * 1000;
+  server.keepAliveTimeout = ms;
+  // A request's headers must be allowed longer than the idle wait, or Node cuts the socket.
+  server.headersTimeout = Math.max(server.headersTimeout || 0, ms + 1000);
+};
+
 // A database restart must not kill Etherpad.
 //
 // node-postgres emits 'error' on the pool when an idle connection breaks (the server
