@@ -62,12 +62,8 @@ class PostgresServer:
         # A port picked free can be taken before the server binds it: try a few.
         for attempt in range(3):
             self.port = free_port()
-            opts = (f"-p {self.port} -k {self.dir / 'run'} -c listen_addresses=127.0.0.1 "
-                    "-c fsync=off")
             try:
-                self._pg("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t",
-                         str(STARTUP_TIMEOUT_S), "-l", str(self.dir / "postgres.log"), "start",
-                         timeout=STARTUP_TIMEOUT_S + 10)
+                self._pg_start()
                 break
             except subprocess.CalledProcessError:
                 if attempt == 2:
@@ -92,8 +88,10 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start the paused server again on the same port with the same data."""
-        if (self.data / "postmaster.pid").exists():
-            return
+        if not (self.data / "postmaster.pid").exists():
+            self._pg_start()
+
+    def _pg_start(self) -> None:
         opts = (f"-p {self.port} -k {self.dir / 'run'} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off")
         self._pg("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t",
