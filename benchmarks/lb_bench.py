@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--paths", default="direct,deployer,deployer-nr,nginx,haproxy")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve-lb", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--keepalive", type=float, default=4.0, help=argparse.SUPPRESS)
+    parser.add_argument("--keepalive", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_lb:
@@ -281,7 +281,7 @@ def main() -> None:
         ports = {"direct": (backend_port, procs[0])}
         wanted = args.paths.split(",")
         if "deployer" in wanted:
-            proc, port = start_deployer_lb(backend_port, 4.0)
+            proc, port = start_deployer_lb(backend_port, 60.0)
             procs.append(proc)
             ports["deployer"] = (port, proc)
         if "deployer-nr" in wanted:
