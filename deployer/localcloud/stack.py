@@ -39,6 +39,7 @@ from deployer.localcloud.specs import (
     DatabaseEngine,
     GenerateSecretSpec,
     SecretReference,
+    TargetGroupSpec,
 )
 from deployer.localcloud.state import (
     InstanceRecord,
@@ -198,15 +199,7 @@ class StackRuntime:
         if not model.target_groups:
             return
         logical_id, tg = next(iter(model.target_groups.items()))
-        settings = TargetGroupSettings(
-            health_check_path=tg.health_check_path,
-            health_check_interval_s=tg.health_check_interval_s,
-            health_check_timeout_s=tg.health_check_timeout_s,
-            healthy_threshold=tg.healthy_threshold,
-            unhealthy_threshold=tg.unhealthy_threshold,
-            matcher=tg.matcher,
-            deregistration_delay_s=tg.deregistration_delay_s,
-        )
+        settings = target_group_settings(tg)
         if not self.record.load_balancer_port:
             self.record.load_balancer_port = free_port()
             self.store.save()
@@ -465,3 +458,13 @@ class StackRuntime:
                                      self.release_of(self.record.parameters))
             finally:
                 group.busy.release()
+
+
+def target_group_settings(spec: TargetGroupSpec) -> TargetGroupSettings:
+    """The load balancer's settings from the template's target group.
+
+    Every field the two share is carried by name, so a property the reader honours cannot be
+    dropped on the way (HealthCheckPort once was).
+    """
+    shared = set(TargetGroupSettings.model_fields) & set(TargetGroupSpec.model_fields)
+    return TargetGroupSettings(**spec.model_dump(include=shared))

@@ -10,6 +10,7 @@ import pytest
 from deployer.errors import ConfigError, UnsupportedProperty
 from deployer.localcloud import specs
 from deployer.localcloud.specs import parse_duration
+from deployer.localcloud.stack import target_group_settings
 
 from .conftest import assert_at
 
@@ -92,6 +93,25 @@ def test_target_group_fast_health_checks(templates):
     assert pool.deregistration_delay_s == 0
     assert [pool.matches(code) for code in (200, 250, 302, 301, 404)] == [
         True, True, True, False, False]
+
+
+def test_the_load_balancer_checks_with_every_health_setting_of_the_template(templates):
+    pool = templates.load(with_property("Pool", """
+        HealthCheckPath: /health
+        HealthCheckPort: '9002'
+        HealthCheckIntervalSeconds: 5
+        HealthCheckTimeoutSeconds: 2
+        HealthyThresholdCount: 2
+        UnhealthyThresholdCount: 3
+        Matcher: {HttpCode: '200-299'}
+        TargetGroupAttributes:
+          - {Key: deregistration_delay.timeout_seconds, Value: '0'}
+    """)).target_groups["Pool"]
+    settings = target_group_settings(pool)
+    assert (settings.health_check_path, settings.health_check_port) == ("/health", "9002")
+    assert (settings.health_check_interval_s, settings.health_check_timeout_s) == (5, 2)
+    assert (settings.healthy_threshold, settings.unhealthy_threshold) == (2, 3)
+    assert (settings.matcher, settings.deregistration_delay_s) == ("200-299", 0)
 
 
 @pytest.mark.parametrize("lines, prop, message", [
