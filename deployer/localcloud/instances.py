@@ -119,26 +119,18 @@ def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:
 def kill_instance_processes(instance_id: str, pgid: int | None,
                             grace_s: float = TERMINATE_GRACE_S) -> None:
     """SIGTERM to the group and every marked process; SIGKILL what remains after the grace."""
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _signal_all(instance_pids(instance_id), signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        if pgid:
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _signal_all(instance_pids(instance_id), sig)
+        deadline = time.monotonic() + wait_s
+        while instance_pids(instance_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if not instance_pids(instance_id):
             return
-        time.sleep(0.05)
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _signal_all(instance_pids(instance_id), signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while instance_pids(instance_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 class InstanceLauncher:
