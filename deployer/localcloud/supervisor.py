@@ -123,15 +123,19 @@ class Supervisor:
         if self.server:
             self.server.shutdown()
 
-    def _busy(self) -> bool:
-        """A live stack or a running operation keeps the supervisor up.
+    def _live_stacks(self) -> set[str]:
+        """The stacks that run something.
 
         A stack whose creation rolled back holds nothing that runs (its resources were torn
         down); like on AWS it stays listed until deleted, but it keeps no process alive.
         """
-        live = any(r.record.status is not StackStatus.ROLLBACK_COMPLETE
-                   for r in self.stacks.values())
-        return live or any(op.status == "running" for op in self.operations.values())
+        return {name for name, runtime in self.stacks.items()
+                if runtime.record.status is not StackStatus.ROLLBACK_COMPLETE}
+
+    def _busy(self) -> bool:
+        """A live stack or a running operation keeps the supervisor up."""
+        return bool(self._live_stacks()) or any(op.status == "running"
+                                                for op in self.operations.values())
 
     def _shutdown_if_idle(self) -> None:
         """Exit when no live stack is left and nothing runs: no process stays behind."""
@@ -141,17 +145,20 @@ class Supervisor:
 
     def recover(self) -> None:
         for record in list(self.store.state.stacks.values()):
-            if record.status in (StackStatus.DELETE_COMPLETE, StackStatus.ROLLBACK_COMPLETE):
+            if record.status is StackStatus.DELETE_COMPLETE:
                 continue
             runtime = StackRuntime(self, record)
             self.stacks[record.name] = runtime
+            if record.status is StackStatus.ROLLBACK_COMPLETE:
+                continue  # listed until deleted, as on AWS; nothing of it runs
             try:
                 runtime.recover()
             except errors.DeployerError as exc:
                 log.error("stack.recover_failed", stack=record.name, reason=str(exc))
-        # Instances of stacks that no longer exist must not survive us.
+        # Instances of stacks that no longer exist, or hold nothing, must not survive us.
+        live = self._live_stacks()
         for inst in self.store.state.instances.values():
-            if inst.stack not in self.stacks and inst.state is not InstanceState.TERMINATED:
+            if inst.stack not in live and inst.state is not InstanceState.TERMINATED:
                 self.launcher.terminate(inst, grace_s=2.0)
         self.store.save()
 
@@ -256,10 +263,6 @@ class Supervisor:
         return self.start_operation("update", name, lambda: runtime.update(merged, model))
 
     def delete_stack(self, name: str) -> Operation:
-        record = self.store.state.stacks.get(name)
-        if name not in self.stacks and record and record.status is StackStatus.ROLLBACK_COMPLETE:
-            # Rolled back before this supervisor started: nothing runs, only the record goes.
-            self.stacks[name] = StackRuntime(self, record)
         runtime = self.runtime(name)
 
         def delete() -> None:
