@@ -21,18 +21,18 @@ import platform
 import random
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import boto3  # noqa: E402
+import boto3
 
-from deployer.aws.clock import Clock  # noqa: E402
-from deployer.aws.codedeploy import Deployments  # noqa: E402
-from deployer.aws.errors import Caller  # noqa: E402
-from deployer.aws.stacks import StackEventFollower, follow_operation  # noqa: E402
+from deployer.base.clock import Clock
+from deployer.aws.codedeploy import Deployments
+from deployer.aws.errors import Caller
+from deployer.aws.stacks import StackEventFollower, follow_operation
 
 
 class VirtualClock(Clock):
@@ -73,7 +73,7 @@ class FakeCloudFormation:
                     (self.done_at, "e3", "UPDATE_COMPLETE")]
         return [{"EventId": eid, "StackName": "s", "LogicalResourceId": "s",
                  "PhysicalResourceId": "stack-id", "ResourceType": "AWS::CloudFormation::Stack",
-                 "ResourceStatus": status, "Timestamp": datetime.now(timezone.utc)}
+                 "ResourceStatus": status, "Timestamp": datetime.now(UTC)}
                 for at, eid, status in reversed(timeline) if at <= elapsed]
 
     def describe_stack_events(self, **_):

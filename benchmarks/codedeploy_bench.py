@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployer.localcloud.appspec import SCRIPTABLE_EVENTS  # noqa: E402
-from deployer.localcloud.codedeploy import CodeDeployService, Revision  # noqa: E402
+from deployer.appspec.reader import SCRIPTABLE_EVENTS
+from deployer.localcloud.codedeploy.service import CodeDeployService, Revision
 
 
 @dataclass

@@ -28,18 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deployer.etherpad import (  # noqa: E402
+from deployer.etherpad import (
     bundle_release,
     install_release,
     read_install,
     resolve_source,
 )
-from tests.support.etherpad import (  # noqa: E402
+from tests.support.etherpad import (
     EtherpadRun,
     etherpad_from_install,
     make_release_repo,
 )
-from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.postgres import PostgresServer
 
 
 def rss_mb(pid: int) -> float:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployer.fsutil import tree_size  # noqa: E402
-from deployer.localcloud.instances import clone_tree  # noqa: E402
+from deployer.base.fsutil import tree_size
+from deployer.localcloud.compute.instances import clone_tree
 
 
 def synthetic_image(root: Path, files: int, total_mb: int) -> None:

@@ -162,8 +162,8 @@ def start_deployer_lb(backend_port: int, keepalive: float) -> tuple[subprocess.P
 
 def serve_lb(backend_port: int, keepalive: float) -> None:
     """Child process: our load balancer with AWS-valid settings until stdin closes."""
-    from deployer import logs
-    from deployer.localcloud.loadbalancer import LoadBalancer, TargetGroupSettings
+    from deployer.base import logs
+    from deployer.localcloud.elb.loadbalancer import LoadBalancer, TargetGroupSettings
 
     logs.configure("json", stream=sys.stderr)
     settings = TargetGroupSettings(health_check_interval_s=5, health_check_timeout_s=2)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployer.analysis import percentile  # noqa: E402
-from deployer.poller import HealthPoller  # noqa: E402
-from tests.support.scripted_server import ScriptedServer  # noqa: E402
+from deployer.measure.analysis import percentile
+from deployer.measure.poller import HealthPoller
+from tests.support.scripted_server import ScriptedServer
 
 
 def run_deployer(url: str, hz: float, seconds: float) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deployer.errors import RolloutFailed
-from deployer.strategy import Prepared, ReleaseContext, Strategy
+from deployer.base.errors import RolloutFailed
+from deployer.core.strategy import Prepared, ReleaseContext, Strategy
 
 
 class CloudFormationStrategy(Strategy):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 import tarfile
 
-from deployer.assets import asset_path
-from deployer.errors import CloudError, RolloutFailed
+from deployer.base.assets import asset_path
+from deployer.base.errors import CloudError, RolloutFailed
+from deployer.cloud.port import Artifact, EnvironmentView
+from deployer.core.strategy import Prepared, ReleaseContext, Strategy
 from deployer.etherpad.install import bundle_release
 from deployer.etherpad.sources import resolve_source
-from deployer.port import Artifact, EnvironmentView
-from deployer.strategy import Prepared, ReleaseContext, Strategy
 
 
 class CodeDeployStrategy(Strategy):

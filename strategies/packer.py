@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deployer.assets import asset_path
-from deployer.errors import RolloutFailed
-from deployer.strategy import Prepared, ReleaseContext, Strategy
+from deployer.base.assets import asset_path
+from deployer.base.errors import RolloutFailed
+from deployer.core.strategy import Prepared, ReleaseContext, Strategy
 
 
 class PackerStrategy(Strategy):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.assets import assets_root
+from deployer.base.assets import assets_root
 from tests.support.etherpad import make_release_repo, tiny_etherpad
 
 REPO = Path(__file__).resolve().parents[1]

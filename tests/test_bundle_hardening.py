@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError
-from deployer.localcloud import codedeploy_install
-from deployer.localcloud.codedeploy_install import Revision, read_revision_appspec, unpack_bundle
+from deployer.base.errors import ConfigError
+from deployer.localcloud.codedeploy import install as codedeploy_install
+from deployer.localcloud.codedeploy.install import Revision, read_revision_appspec, unpack_bundle
 
 APPSPEC = b"version: 0.0\nos: linux\n"
 

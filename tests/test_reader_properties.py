@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deployer.assets import asset_path
-from deployer.errors import DeployerError
-from deployer.localcloud.appspec import LifecycleEvent, parse_appspec
-from deployer.localcloud.templates import load_stack
-from deployer.packer_template import load_packer_template
+from deployer.appspec.reader import LifecycleEvent, parse_appspec
+from deployer.base.assets import asset_path
+from deployer.base.errors import DeployerError
+from deployer.cfn.templates import load_stack
+from deployer.packer.template import load_packer_template
 
 # 200 examples each keep the file to seconds; DEPLOYER_PROPERTY_EXAMPLES=5000 hunts longer.
 EXAMPLES = settings(max_examples=int(os.environ.get("DEPLOYER_PROPERTY_EXAMPLES", "200")),

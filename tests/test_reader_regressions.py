@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError
-from deployer.localcloud.appspec import parse_appspec
-from deployer.localcloud.templates import load_stack
-from deployer.packer_template import load_packer_template
+from deployer.appspec.reader import parse_appspec
+from deployer.base.errors import ConfigError
+from deployer.cfn.templates import load_stack
+from deployer.packer.template import load_packer_template
 
 
 def one_line(error: ConfigError) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.assets import asset_path
-from deployer.localcloud.cfnyaml import load_document
-from deployer.localcloud.instances import PUBLIC_SSM_PARAMETERS
-from deployer.localcloud.templates import load_stack
+from deployer.base.assets import asset_path
+from deployer.cfn.document import load_document
+from deployer.cfn.templates import load_stack
+from deployer.localcloud.compute.instances import PUBLIC_SSM_PARAMETERS
 
 STACKS = ["packer", "cloudformation", "codedeploy"]
 FIXTURES = Path(__file__).parent / "localcloud" / "fixtures"

@@ -13,11 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from deployer import logs
-from deployer.aws.clock import Clock, poll_until
+from deployer.base.clock import Clock, poll_until
 from deployer.aws.errors import Caller
-from deployer.errors import CloudError, DeployerError
-from deployer.port import DeploymentResult, Event, OnEvent
+from deployer.base import logs
+from deployer.base.errors import CloudError, DeployerError
+from deployer.cloud.port import DeploymentResult, Event, OnEvent
 
 # A deployment runs its hooks with up to an hour each; follow for as long as CodeDeploy may run.
 DEPLOYMENT_TIMEOUT_S = 4 * 3600.0

@@ -24,11 +24,19 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
-                                 EndpointConnectionError, NoCredentialsError, NoRegionError,
-                                 PartialCredentialsError, ProfileNotFound, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
 
-from deployer import errors
+from deployer.base import errors
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from deployer.aws.errors import Caller
-from deployer.errors import NotFound, StateError
-from deployer.port import Image
+from deployer.base.errors import NotFound, StateError
+from deployer.cloud.port import Image
 
 APPLICATION_TAG = {"Key": "Application", "Value": "etherpad"}
 GIB = 2**30

@@ -16,21 +16,38 @@ from typing import Any
 
 import boto3
 
-from deployer import logs
-from deployer.assets import asset_path
 from deployer.aws import templates
-from deployer.aws.clock import Clock
+from deployer.base.clock import Clock
 from deployer.aws.codedeploy import Deployments
 from deployer.aws.errors import Caller
 from deployer.aws.images import Images
 from deployer.aws.packer import PackerCli
 from deployer.aws.session import Identity, client, default_session, preflight
-from deployer.aws.stacks import (ChangeSets, ScalingActivityFollower, StackEventFollower,
-                                 StackStatus, TargetHealthWatcher, follow_operation, status_of)
+from deployer.aws.stacks import (
+    ChangeSets,
+    ScalingActivityFollower,
+    StackEventFollower,
+    StackStatus,
+    TargetHealthWatcher,
+    follow_operation,
+    status_of,
+)
 from deployer.aws.storage import Storage
-from deployer.errors import CloudError, ConfigError, DeployerError, NotFound, StateError
-from deployer.port import (Artifact, CloudPort, DeploymentResult, EnvironmentView, Event, Image,
-                           InstanceView, OnEvent, StackResult, TargetHealth)
+from deployer.base import logs
+from deployer.base.assets import asset_path
+from deployer.base.errors import CloudError, ConfigError, DeployerError, NotFound, StateError
+from deployer.cloud.port import (
+    Artifact,
+    CloudPort,
+    DeploymentResult,
+    EnvironmentView,
+    Event,
+    Image,
+    InstanceView,
+    OnEvent,
+    StackResult,
+    TargetHealth,
+)
 
 STRATEGIES = ("codedeploy", "cloudformation", "packer")
 # Creating a stack with a database and instances that install Etherpad takes tens of

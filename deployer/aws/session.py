@@ -16,8 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 from pydantic import BaseModel
 
-from deployer import errors
 from deployer.aws.errors import CREDENTIALS_HINT, REGION_HINT, Caller, map_botocore_error
+from deployer.base import errors
 
 # The adapter retries throttling itself (deployer.aws.errors.Caller); botocore's own retries
 # on top would multiply the attempts and hide how long a call really took.

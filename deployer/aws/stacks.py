@@ -19,11 +19,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from deployer import logs
-from deployer.aws.clock import Clock
+from deployer.base.clock import Clock
 from deployer.aws.errors import Caller
-from deployer.errors import CloudError, ConfigError, NotFound
-from deployer.port import Event, OnEvent
+from deployer.base import logs
+from deployer.base.errors import CloudError, ConfigError, NotFound
+from deployer.cloud.port import Event, OnEvent
 
 
 class StackStatus(StrEnum):
@@ -265,7 +265,7 @@ class ChangeSets:
 
     def wait(self, change_set_id: str | None, timeout_s: float = 600.0) -> dict | None:
         """The change set once CloudFormation has worked it out; None if it changes nothing."""
-        from deployer.aws.clock import poll_until
+        from deployer.base.clock import poll_until
 
         if change_set_id is None:
             return None
@@ -309,7 +309,7 @@ def follow_operation(follower: StackEventFollower, extra: list[Callable[[], None
     Every ``check_every`` polls the stack itself is described too, so a terminal status is
     noticed even if its event were missed.
     """
-    from deployer.aws.clock import poll_until
+    from deployer.base.clock import poll_until
 
     polls = 0
 

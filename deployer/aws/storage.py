@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from deployer.aws.errors import Caller
-from deployer.errors import CloudError, ConfigError, NotFound
-from deployer.port import Artifact
+from deployer.base.errors import CloudError, ConfigError, NotFound
+from deployer.cloud.port import Artifact
 
 # Instances may read objects under this prefix of any bucket (the stacks' instance role).
 ASSETS_PREFIX = "deployer/"

@@ -32,11 +32,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from deployer import logs
-from deployer.assets import asset_path
-from deployer.errors import SourceError
+from deployer.base import logs
+from deployer.base.assets import asset_path
+from deployer.base.errors import SourceError
+from deployer.base.fsutil import tree_size
 from deployer.etherpad.sources import ReleaseSource, check_release_name
-from deployer.fsutil import tree_size
 
 log = logs.get_logger(component="etherpad.install")
 

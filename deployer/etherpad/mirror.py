@@ -15,8 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deployer import logs
-from deployer.errors import SourceError
+from deployer.base import logs
+from deployer.base.errors import SourceError
 from deployer.etherpad.install import install_release
 from deployer.etherpad.sources import resolve_source
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from deployer.errors import SourceError
+from deployer.base.errors import SourceError
 from deployer.etherpad.sources import (
     NPM_PACKAGE,
     DirectorySource,

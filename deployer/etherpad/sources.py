@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from deployer import logs
-from deployer.errors import SourceError
-from deployer.versions import KNOWN_RELEASE_COMMITS
+from deployer.base import logs
+from deployer.base.errors import SourceError
+from deployer.etherpad.releases import KNOWN_RELEASE_COMMITS
 
 log = logs.get_logger(component="etherpad.sources")
 

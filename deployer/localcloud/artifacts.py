@@ -6,8 +6,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from deployer.errors import NotFound, UsageError
-from deployer.port import Artifact
+from deployer.base.errors import NotFound, UsageError
+from deployer.cloud.port import Artifact
 
 
 class ArtifactStore:

@@ -1,4 +1,4 @@
-"""The local cloud as a :class:`deployer.port.CloudPort`: a client of the supervisor's API.
+"""The local cloud as a :class:`deployer.cloud.port.CloudPort`: a client of the supervisor's API.
 
 Every verb starts the supervisor if it is not running (which recovers the environments from
 disk), then follows the operation's events until it ends, noticing the end within a fifth of
@@ -17,11 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from deployer import errors
-from deployer.home import deployer_home
-from deployer.localcloud.state import CloudState, Store
-from deployer.localcloud.supervisor import cloud_dir
-from deployer.port import (
+from deployer.base import errors
+from deployer.base.home import deployer_home
+from deployer.base.processes import pid_alive
+from deployer.cloud.port import (
     Artifact,
     CloudPort,
     DeploymentResult,
@@ -33,7 +32,8 @@ from deployer.port import (
     StackResult,
     TargetHealth,
 )
-from deployer.processes import pid_alive
+from deployer.localcloud.state import CloudState, Store
+from deployer.localcloud.supervisor import cloud_dir
 
 POLL_S = 0.2
 START_TIMEOUT_S = 60.0
@@ -261,7 +261,7 @@ class LocalCloud(CloudPort):
                 for i in self.state().images.values() if i.state == "available"]
 
     def images_in_use(self) -> set[str]:
-        from deployer.localcloud.baking import images_in_state
+        from deployer.localcloud.images.baking import images_in_state
 
         return images_in_state(self.state())
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from deployer import logs
-from deployer.errors import CloudError
+from deployer.base import logs
+from deployer.base.errors import CloudError
 
 log = logs.get_logger(component="database")
 

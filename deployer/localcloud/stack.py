@@ -1,6 +1,6 @@
 """A stack of the local cloud: the resources one CloudFormation template describes, running.
 
-The template is read by :mod:`deployer.localcloud.templates` (the very file that ships to
+The template is read by :mod:`deployer.cfn.templates` (the very file that ships to
 AWS); this module turns its typed specs into running parts — the database server, the load
 balancer and target group, the Auto Scaling group and its instances, the CodeDeploy
 application and deployment group — and moves the stack through CloudFormation's states.
@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from deployer import logs
-from deployer.errors import CloudError, ConfigError, DeployerError, UnsupportedProperty
-from deployer.localcloud.autoscaling import (
+from deployer.base import logs
+from deployer.base.errors import CloudError, ConfigError, DeployerError, UnsupportedProperty
+from deployer.cfn.specs import (
+    DatabaseEngine,
+    GenerateSecretSpec,
+    SecretReference,
+    TargetGroupSpec,
+)
+from deployer.cfn.templates import StackModel, load_stack
+from deployer.localcloud.compute.autoscaling import (
     AutoScalingGroup,
     CreationPolicy,
     GroupSettings,
@@ -27,27 +34,20 @@ from deployer.localcloud.autoscaling import (
     RollingUpdatePolicy,
     UpdateFailed,
 )
-from deployer.localcloud.database import DatabaseEndpoint, PostgresServer
-from deployer.localcloud.instances import (
+from deployer.localcloud.compute.instances import (
     PUBLIC_SSM_PARAMETERS,
     free_port,
     is_instance_alive,
     kill_instance_processes,
 )
-from deployer.localcloud.loadbalancer import LoadBalancer, TargetGroupSettings
-from deployer.localcloud.specs import (
-    DatabaseEngine,
-    GenerateSecretSpec,
-    SecretReference,
-    TargetGroupSpec,
-)
+from deployer.localcloud.database import DatabaseEndpoint, PostgresServer
+from deployer.localcloud.elb.loadbalancer import LoadBalancer, TargetGroupSettings
 from deployer.localcloud.state import (
     InstanceRecord,
     InstanceState,
     StackRecord,
     StackStatus,
 )
-from deployer.localcloud.templates import StackModel, load_stack
 
 if TYPE_CHECKING:
     from deployer.localcloud.supervisor import Supervisor

@@ -23,13 +23,14 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from deployer import errors, logs
+from deployer.base import errors, logs
 from deployer.localcloud.artifacts import ArtifactStore
-from deployer.localcloud.instances import ImageStore, InstanceLauncher
+from deployer.localcloud.compute.instances import ImageStore, InstanceLauncher
 from deployer.localcloud.stack import StackRuntime
 from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, Store
 
@@ -185,7 +186,7 @@ class Supervisor:
     # -- CodeDeploy wiring (the service lives in codedeploy.py) ----------------------------
     def attach_codedeploy(self) -> None:
         try:
-            from deployer.localcloud.codedeploy_wiring import LocalCodeDeploy
+            from deployer.localcloud.codedeploy.wiring import LocalCodeDeploy
         except ImportError:
             return
         self.codedeploy = LocalCodeDeploy(self)
@@ -373,7 +374,7 @@ def write_instance_tools(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name, module in (("cfn-signal", "cfn_signal"), ("aws", "aws_cli")):
         tool = bin_dir / name
-        tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.{module} import main\n"
+        tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.tools.{module} import main\n"
                         "main()\n")
         tool.chmod(0o755)
 
@@ -461,10 +462,10 @@ def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -
                 raise errors.CloudError("CodeDeploy is not available in this local cloud")
             return sup.codedeploy.start_deployment(body).view()
         case "POST", ["images", "build"]:
-            from deployer.localcloud.baking import build_image_operation
+            from deployer.localcloud.images.baking import build_image_operation
             return build_image_operation(sup, body).view()
         case "POST", ["images", "deregister"]:
-            from deployer.localcloud.baking import deregister_image
+            from deployer.localcloud.images.baking import deregister_image
             return deregister_image(sup, body["image_id"])
         case "POST", ["shutdown"]:
             threading.Thread(target=sup.shutdown, kwargs={"stop_stacks": bool(

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deployer.assets import asset_path
-from deployer.aws.clock import Clock
-from deployer.localcloud.cfnyaml import load_document
+from deployer.base.assets import asset_path
+from deployer.cfn.document import load_document
+from tests.support.clock import FakeClock
+
+__all__ = ["FakeClock", "reduced_template"]
 
 STACKS = asset_path("etherpad", "stacks")
 
@@ -22,19 +24,6 @@ MOTO_UNSUPPORTED = {"AWS::SecretsManager::Secret", "AWS::RDS::DBInstance",
 
 
 MOTO_PUBLIC_AMI = "ami-12c6146b"  # one of the public images moto ships
-
-
-class FakeClock(Clock):
-    """Time that passes only when the code under test sleeps."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.t = start
-        self.slept: list[float] = []
-        super().__init__(now=lambda: self.t, monotonic=lambda: self.t, sleep=self._sleep)
-
-    def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
 
 
 def reduced_template(strategy: str, folder: Path) -> Path:

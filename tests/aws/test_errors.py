@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import (ClientError, EndpointConnectionError, NoCredentialsError,
-                                 ProfileNotFound)
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 from botocore.stub import Stubber
 
 from deployer.aws.errors import RETRIES, Caller
-from deployer.errors import CloudError, ConfigError, NotFound
+from deployer.base.errors import CloudError, ConfigError, NotFound
 from tests.aws.test_stubbed import clients
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from deployer.aws.provider import AwsCloud, stack_name
 from deployer.aws.storage import assets_bucket_name
-from deployer.errors import CloudError, ConfigError
+from deployer.base.errors import CloudError, ConfigError
 from tests.aws.support import reduced_template
 
 ACCOUNT = "123456789012"
@@ -168,7 +168,7 @@ def test_revision_upload_and_deployment(cloud, moto_session, tmp_path):
     second = cloud.put_artifact("codedeploy", "revisions/etherpad-1.8.18.tgz", bundle)
     bucket = cloud.describe_environment("codedeploy").outputs["ArtifactBucketName"]
     assert first.bucket == bucket and first.size == len(b"revision bytes")
-    assert first.etag == hashlib.md5(b"revision bytes").hexdigest()  # noqa: S324 - S3's ETag
+    assert first.etag == hashlib.md5(b"revision bytes").hexdigest()
     # The artifact bucket is versioned: each upload is its own version, recorded.
     assert first.version and second.version and first.version != second.version
 
@@ -193,7 +193,7 @@ def register(session: boto3.Session, name: str, release: str) -> tuple[str, list
 
 
 def test_images_list_and_prune(cloud, moto_session, tmp_path):
-    from deployer.images import prune_images
+    from deployer.core.images import prune_images
 
     snapshots = {}
     for release in ("1.8.16", "1.8.17", "1.8.18"):
@@ -224,7 +224,7 @@ def test_images_list_and_prune(cloud, moto_session, tmp_path):
 
 
 def test_deregister_refuses_an_image_in_use(cloud, moto_session, tmp_path):
-    from deployer.errors import StateError
+    from deployer.base.errors import StateError
 
     image, _ = register(moto_session, "etherpad-1.8.17", "1.8.17")
     create(cloud, "packer", tmp_path, AMI=image)
@@ -234,7 +234,7 @@ def test_deregister_refuses_an_image_in_use(cloud, moto_session, tmp_path):
 
 def test_preflight_without_credentials_is_one_line_and_creates_nothing(moto_session,
                                                                       monkeypatch, capsys):
-    from deployer.cli import main
+    from deployer.cli.app import main
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -254,7 +254,7 @@ def test_preflight_without_credentials_is_one_line_and_creates_nothing(moto_sess
 
 
 def test_preflight_without_region(monkeypatch):
-    from deployer.providers import get_cloud
+    from deployer.core.providers import get_cloud
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -264,7 +264,7 @@ def test_preflight_without_region(monkeypatch):
 
 
 def test_preflight_with_an_unknown_profile(monkeypatch):
-    from deployer.providers import get_cloud
+    from deployer.core.providers import get_cloud
 
     monkeypatch.setenv("AWS_PROFILE", "nope")
     with pytest.raises(CloudError, match="AWS profile 'nope' is not in the AWS config files"):
@@ -279,7 +279,7 @@ def test_preflight_names_the_identity(cloud):
 def test_cli_status_and_images_on_aws(cloud, moto_session, tmp_path, capsys):
     import json
 
-    from deployer.cli import main
+    from deployer.cli.app import main
 
     image, _ = register(moto_session, "etherpad-1.8.17", "1.8.17")
     create(cloud, "packer", tmp_path, AMI=image)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer.assets import asset_path
 from deployer.aws.packer import PackerCli, machine_readable, parse_version
-from deployer.errors import CloudError, ConfigError
+from deployer.base.assets import asset_path
+from deployer.base.errors import CloudError, ConfigError
 
 FAKE = Path(__file__).with_name("fake_packer.sh")
 TEMPLATE = asset_path("packer", "etherpad.pkr.hcl")

@@ -7,18 +7,18 @@ sleep, so the tests also see that AWS is asked about once a second.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from deployer.aws.clock import POLL_S
+from deployer.base.clock import POLL_S
 from deployer.aws.codedeploy import Deployments
 from deployer.aws.errors import Caller
 from deployer.aws.provider import AwsCloud
 from deployer.aws.session import Identity
-from deployer.errors import RolloutFailed
+from deployer.base.errors import RolloutFailed
 from tests.aws.support import STACKS, FakeClock
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/etherpad-packer/1"
@@ -28,7 +28,7 @@ T0 = 1_700_000_000.0
 
 
 def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(T0 + seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(T0 + seconds, tz=UTC)
 
 
 def clients(*services: str) -> dict:
@@ -189,9 +189,10 @@ def test_failed_update_shows_the_failing_resource_and_rolls_back():
         [stack_event(6, "AutoScalingGroup", "UPDATE_COMPLETE", seconds=3),
          stack_event(7, "etherpad-packer", "UPDATE_ROLLBACK_COMPLETE", seconds=3.5)],
     ], "UPDATE_ROLLBACK_COMPLETE")
-    from deployer.strategy import Prepared, ReleaseContext
-    from strategies.packer import PackerStrategy
     from pathlib import Path
+
+    from deployer.core.strategy import Prepared, ReleaseContext
+    from strategies.packer import PackerStrategy
 
     events: list = []
     strategy = PackerStrategy()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.assets import asset_path
+from deployer.base.assets import asset_path
 
 TEMPLATES = sorted(asset_path("etherpad", "stacks").glob("*.yaml"))
 

@@ -20,8 +20,14 @@ from typing import Any
 
 import pytest
 
-from deployer.port import (CloudPort, DeploymentResult, EnvironmentView, Image, StackResult,
-                           TargetHealth)
+from deployer.cloud.port import (
+    CloudPort,
+    DeploymentResult,
+    EnvironmentView,
+    Image,
+    StackResult,
+    TargetHealth,
+)
 
 FIXTURES = Path(__file__).parents[1] / "localcloud" / "fixtures"
 
@@ -112,7 +118,7 @@ def test_stack_result_rolled_back_means_cloudformation_rolled_back(status, rolle
 # -- the strategies against the AWS adapter -----------------------------------------------
 
 def context(cloud: CloudPort, tmp_path: Path, **options: Any):
-    from deployer.strategy import ReleaseContext
+    from deployer.core.strategy import ReleaseContext
 
     events: list = []
     return ReleaseContext(release="1.8.18", from_release="1.8.17", cloud=cloud,
@@ -120,7 +126,7 @@ def context(cloud: CloudPort, tmp_path: Path, **options: Any):
 
 
 def strategy(name: str):
-    from deployer.strategy import load_strategy
+    from deployer.core.strategy import load_strategy
 
     return load_strategy(name)
 
@@ -179,9 +185,9 @@ def test_codedeploy_strategy_uploads_and_maps_results_on_aws(moto_session, clock
     """The codedeploy strategy's upload and result mapping on the AWS adapter. moto's
     deployments never progress, so the follow is stubbed with the result CodeDeploy gives."""
     from deployer.aws.provider import AwsCloud
-    from deployer.errors import CloudError, RolloutFailed
-    from deployer.port import Artifact
-    from deployer.strategy import Prepared
+    from deployer.base.errors import CloudError, RolloutFailed
+    from deployer.cloud.port import Artifact
+    from deployer.core.strategy import Prepared
     from tests.aws.support import reduced_template
     from tests.aws.test_moto import codedeploy_group, enable_versioning
 

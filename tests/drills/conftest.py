@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.analysis import ProbeAnalysis, analyse
 from deployer.localcloud.client import LocalCloud
-from deployer.localcloud.instances import MARKER
-from deployer.poller import HealthPoller
+from deployer.localcloud.compute.instances import MARKER
+from deployer.measure.analysis import ProbeAnalysis, analyse
+from deployer.measure.poller import HealthPoller
 from tests.drills.fixture_strategy import FIXTURES, install_plugin
 from tests.helpers import processes_with
 

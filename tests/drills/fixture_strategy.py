@@ -16,8 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from deployer.errors import RolloutFailed
-from deployer.strategy import Prepared, ReleaseContext, Strategy
+from deployer.base.errors import RolloutFailed
+from deployer.core.strategy import Prepared, ReleaseContext, Strategy
 
 FIXTURES = Path(__file__).resolve().parents[1] / "localcloud" / "fixtures"
 ENTRY_POINT = "fixture = tests.drills.fixture_strategy:FixtureStrategy"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import LockedError
+from deployer.base.errors import LockedError
+from deployer.core.locks import LockOwner, lock_path
 from deployer.localcloud.client import LocalCloud
-from deployer.locks import LockOwner, lock_path
 from tests.drills.conftest import Cli, Watch, error_lines, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deployer.localcloud.client import LocalCloud
-from deployer.poller import HealthPoller
+from deployer.measure.poller import HealthPoller
 from tests.drills.conftest import APP, CD_STACK, Watch, processes_with
 
 pytestmark = pytest.mark.slow

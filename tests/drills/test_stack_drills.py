@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import DeployerError
+from deployer.base.errors import DeployerError
 from deployer.localcloud.client import LocalCloud
-from deployer.localcloud.instances import MARKER
-from deployer.poller import HealthPoller
+from deployer.localcloud.compute.instances import MARKER
+from deployer.measure.poller import HealthPoller
 from tests.drills.conftest import (
     APP_STACK,
     Watch,

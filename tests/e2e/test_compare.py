@@ -18,7 +18,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.e2e.conftest import GOOD, NEXT
-from tests.test_html_report import EXTERNAL
+from tests.report.test_html import EXTERNAL
 
 pytestmark = pytest.mark.slow
 

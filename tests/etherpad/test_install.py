@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import SourceError
+from deployer.base.errors import SourceError
 from deployer.etherpad import install_release, read_install, resolve_source, script_path
-from deployer.poller import HealthPoller
-from deployer.versions import EtherpadVersion
+from deployer.measure.poller import HealthPoller
+from deployer.measure.versions import EtherpadVersion
 from tests.support.etherpad import EtherpadRun, make_release_repo, tiny_etherpad
 from tests.support.postgres import free_port
 from tests.support.scripted_server import ScriptedServer

@@ -17,7 +17,7 @@ import tarfile
 import pytest
 
 from deployer.etherpad import bundle_release, read_install, resolve_source
-from deployer.versions import EtherpadVersion
+from deployer.measure.versions import EtherpadVersion
 from tests.support.etherpad import EtherpadRun, etherpad_from_install, make_release_repo
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from deployer.errors import SourceError
+from deployer.base.errors import SourceError
 from deployer.etherpad import SourceKind, resolve_source
 from deployer.etherpad.sources import (
     DirectorySource,

@@ -13,11 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployer.localcloud.appspec import SCRIPTABLE_EVENTS
-from deployer.localcloud.codedeploy import (AutoRollbackConfiguration, CodeDeployService,
-                                            DeploymentGroup)
-from deployer.localcloud.codedeploy_agent import Revision
-from deployer.port import Event
+from deployer.appspec.reader import SCRIPTABLE_EVENTS
+from deployer.cloud.port import Event
+from deployer.localcloud.codedeploy.agent import Revision
+from deployer.localcloud.codedeploy.service import (
+    AutoRollbackConfiguration,
+    CodeDeployService,
+    DeploymentGroup,
+)
 
 APP = "etherpad"
 GROUP = "etherpad-dg"

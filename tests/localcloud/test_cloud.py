@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.analysis import analyse
-from deployer.errors import ConfigError
+from deployer.base.errors import ConfigError
 from deployer.localcloud.client import LocalCloud
-from deployer.localcloud.instances import MARKER
-from deployer.poller import HealthPoller
+from deployer.localcloud.compute.instances import MARKER
+from deployer.measure.analysis import analyse
+from deployer.measure.poller import HealthPoller
 from tests.helpers import processes_with
 
 FIXTURES = Path(__file__).parent / "fixtures"

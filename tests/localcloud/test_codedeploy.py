@@ -10,19 +10,38 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError, NotFound, StateError
-from deployer.localcloud.codedeploy import (ALL_AT_ONCE, HALF_AT_A_TIME, ONE_AT_A_TIME,
-                                            AutoRollbackConfiguration, AutoRollbackEvent,
-                                            CodeDeployService, Deployment, DeploymentConfig,
-                                            DeploymentCreator, DeploymentGroup,
-                                            DeploymentStatus, InstanceHealth, InstanceStatus,
-                                            MinimumHealthyHosts, MinimumHealthyHostsType,
-                                            read_deployment)
-from deployer.localcloud.codedeploy_agent import LifecycleEventStatus, Revision
-from deployer.localcloud.codedeploy_model import BatchPlan, deployment_order
+from deployer.base.errors import ConfigError, NotFound, StateError
+from deployer.localcloud.codedeploy.agent import LifecycleEventStatus, Revision
+from deployer.localcloud.codedeploy.model import BatchPlan, deployment_order
+from deployer.localcloud.codedeploy.service import (
+    ALL_AT_ONCE,
+    HALF_AT_A_TIME,
+    ONE_AT_A_TIME,
+    AutoRollbackConfiguration,
+    AutoRollbackEvent,
+    CodeDeployService,
+    Deployment,
+    DeploymentConfig,
+    DeploymentCreator,
+    DeploymentGroup,
+    DeploymentStatus,
+    InstanceHealth,
+    InstanceStatus,
+    MinimumHealthyHosts,
+    MinimumHealthyHostsType,
+    read_deployment,
+)
 
-from .codedeploy_fixtures import (APP, GROUP, EventLog, FakeFleet, Instance, make_instance,
-                                  make_service, write_revision)
+from .codedeploy_fixtures import (
+    APP,
+    GROUP,
+    EventLog,
+    FakeFleet,
+    Instance,
+    make_instance,
+    make_service,
+    write_revision,
+)
 
 FAIL_IF_ASKED = '[ -z "$FAIL" ] || { echo "asked to fail" >&2; exit 1; }\n'
 SLOW = "sleep 0.3\n"
@@ -403,7 +422,7 @@ def test_state_survives_a_restart_and_is_readable_from_another_process(tmp_path:
     assert on_disk["instances"]["i-1"]["lifecycle_events"][3]["event"] == "Install"
 
     code = ("import sys; from pathlib import Path; "
-            "from deployer.localcloud.codedeploy import read_deployment; "
+            "from deployer.localcloud.codedeploy.service import read_deployment; "
             "d = read_deployment(Path(sys.argv[1]), sys.argv[2]); "
             "print(d.status.value, d.instances['i-1'].status.value)")
     out = subprocess.run([sys.executable, "-c", code, str(state_dir), first.deployment_id],

@@ -15,16 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError
-from deployer.localcloud.appspec import LifecycleEvent
-from deployer.localcloud.codedeploy import CodeDeployService, Deployment, InstanceStatus
-from deployer.localcloud.codedeploy_agent import (CodeDeployAgent, DeploymentSpec, ErrorCode,
-                                                  LifecycleEventRecord, LifecycleEventStatus,
-                                                  Revision, lifecycle_events)
-from deployer.port import Artifact
+from deployer.appspec.reader import LifecycleEvent
+from deployer.base.errors import ConfigError
+from deployer.cloud.port import Artifact
+from deployer.localcloud.codedeploy.agent import (
+    CodeDeployAgent,
+    DeploymentSpec,
+    ErrorCode,
+    LifecycleEventRecord,
+    LifecycleEventStatus,
+    Revision,
+    lifecycle_events,
+)
+from deployer.localcloud.codedeploy.service import CodeDeployService, Deployment, InstanceStatus
 
-from .codedeploy_fixtures import (APP, GROUP, PYTHON, EventLog, FakeFleet, Instance,
-                                  make_instance, make_service, write_revision)
+from .codedeploy_fixtures import (
+    APP,
+    GROUP,
+    PYTHON,
+    EventLog,
+    FakeFleet,
+    Instance,
+    make_instance,
+    make_service,
+    write_revision,
+)
 
 S = LifecycleEventStatus
 

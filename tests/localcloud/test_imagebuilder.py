@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import CloudError, UnsupportedProperty
-from deployer.localcloud.imagebuilder import (
+from deployer.base.errors import CloudError, UnsupportedProperty
+from deployer.cloud.port import Event
+from deployer.localcloud.images.builder import (
     BuildFailed,
     LocalImageBuilder,
     ProvisionerState,
     flattened_vars,
     go_duration,
 )
-from deployer.packer_template import load_packer_template, read_manifest_artifact
-from deployer.port import Event
+from deployer.packer.template import load_packer_template, read_manifest_artifact
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

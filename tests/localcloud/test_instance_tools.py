@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from deployer.localcloud import aws_cli, cfn_signal
+from deployer.localcloud.tools import aws_cli, cfn_signal
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from deployer.errors import CloudError, ConfigError, NotFound, StateError
-from deployer.localcloud.loadbalancer import (
+from deployer.base.errors import CloudError, ConfigError, NotFound, StateError
+from deployer.localcloud.elb.loadbalancer import (
     LoadBalancer,
     TargetGroupSettings,
     TargetHealthState,
 )
-from deployer.poller import HealthPoller
+from deployer.measure.poller import HealthPoller
 from tests.localcloud.backend import RELEASE, SERVER_HEADER, Backend
 from tests.support.scripted_server import ScriptedServer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.errors import ConfigError, NotFound, StateError, UnsupportedProperty
-from deployer.localcloud.targetgroup import (
+from deployer.base.errors import ConfigError, NotFound, StateError, UnsupportedProperty
+from deployer.localcloud.elb.targetgroup import (
     TargetGroup,
     TargetGroupSettings,
     TargetHealthState,

@@ -7,9 +7,9 @@ probe timeline that switches version at the cut-over and, on request, a downtime
 
 from __future__ import annotations
 
-from deployer.analysis import analyse
-from deployer.poller import Probe
-from deployer.reports import PhaseTiming, ReleaseReport
+from deployer.measure.analysis import analyse
+from deployer.measure.poller import Probe
+from deployer.report.release import PhaseTiming, ReleaseReport
 
 T0 = 1_800_000_000.0  # the probe clock's zero, unix time
 

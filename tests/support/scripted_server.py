@@ -94,7 +94,7 @@ class ScriptedServer:
         while not self._closing and listener is self._listener:
             try:
                 conn, _ = listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

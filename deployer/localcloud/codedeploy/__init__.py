@@ -1,0 +1,1 @@
+"""CodeDeploy, local: deployments and their configs, the agent, appspec.yml, installs."""

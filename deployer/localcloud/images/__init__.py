@@ -1,0 +1,1 @@
+"""EC2 images, local: Packer builds run against the local cloud, images as snapshots."""

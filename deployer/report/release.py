@@ -1,0 +1,138 @@
+"""Reports: JSON (a contract for scripts), JUnit XML (for CI) and a console table (rich)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+from xml.etree import ElementTree as ET
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+
+from deployer.measure.analysis import ProbeAnalysis
+
+
+class PhaseTiming(BaseModel):
+    name: str
+    seconds: float
+    start_s: float = 0.0  # since the run started (started_at)
+
+
+class ReleaseReport(ProbeAnalysis):
+    """A release run: the poller's keys plus the release keys (all part of the contract)."""
+
+    run_id: str
+    strategy: str
+    release: str
+    from_release: str | None
+    target: str
+    outcome: Literal["succeeded", "rolled_back", "failed"]
+    phases: list[PhaseTiming]
+    total_seconds: float
+    served_versions: list[str] = Field(default_factory=list)
+    error: str | None = None
+    details: dict = Field(default_factory=dict)
+    # For timelines (HTML reports, history): when the run started (unix time), where probe
+    # times start on the run's clock, every probe as [sent_s, outcome, version, latency_ms],
+    # target health transitions and cloud events with times on the probe clock.
+    started_at: float = 0.0
+    probe_offset_s: float = 0.0
+    timeline: list[list] = Field(default_factory=list)
+    target_health: list[dict] = Field(default_factory=list)
+    events: list[dict] = Field(default_factory=list)
+
+
+def write_json(report: BaseModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _case(suite: ET.Element, classname: str, name: str, seconds: float,
+          failure: str | None) -> None:
+    case = ET.SubElement(suite, "testcase", classname=classname, name=name,
+                         time=f"{seconds:.3f}")
+    if failure:
+        ET.SubElement(case, "failure", message=failure.splitlines()[0]).text = failure
+
+
+def _downtime_text(a: ProbeAnalysis) -> str | None:
+    if a.zero_downtime:
+        return None
+    lines = [f"{a.probes.failed} of {a.probes.total} probes failed: {a.probes.by_class}"]
+    lines += [f"  window {w.start_s:.3f}s-{w.end_s:.3f}s ({w.duration_ms:.0f} ms) {w.by_class}"
+              for w in a.downtime_windows]
+    return "\n".join(lines)
+
+
+def junit_xml(reports: list[ProbeAnalysis], *, budget_s: float | None = None) -> str:
+    suites = ET.Element("testsuites", name="deployer")
+    for report in reports:
+        if isinstance(report, ReleaseReport):
+            classname = f"deployer.{report.strategy}"
+            suite = ET.SubElement(suites, "testsuite", name=classname)
+            _case(suite, classname, "zero_downtime", report.duration_s, _downtime_text(report))
+            served = None if report.outcome == "succeeded" and report.served_versions == [
+                report.release] else (f"outcome {report.outcome}; load balancer serves "
+                                      f"{report.served_versions or 'nothing'}, wanted "
+                                      f"{report.release}" + (f": {report.error}"
+                                                              if report.error else ""))
+            _case(suite, classname, "release_served", report.total_seconds, served)
+            if budget_s is not None:
+                over = (f"took {report.total_seconds:.1f}s, budget {budget_s:.1f}s"
+                        if report.total_seconds > budget_s else None)
+                _case(suite, classname, "within_budget", report.total_seconds, over)
+        else:
+            suite = ET.SubElement(suites, "testsuite", name="deployer.probe")
+            _case(suite, "deployer.probe", f"zero_downtime {report.url}", report.duration_s,
+                  _downtime_text(report))
+        cases = suite.findall("testcase")
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(reports: list[ProbeAnalysis], path: Path, *, budget_s: float | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(reports, budget_s=budget_s))
+
+
+def print_probe_table(a: ProbeAnalysis, console: Console) -> None:
+    verdict = "[green]zero downtime[/]" if a.zero_downtime else "[red]DOWNTIME[/]"
+    console.print(f"{a.url} — {verdict}", soft_wrap=True)
+    table = Table()
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("probes (ok / failed / total)",
+                  f"{a.probes.ok} / {a.probes.failed} / {a.probes.total}")
+    table.add_row("rate", f"{a.hz:g}/s over {a.duration_s:.1f} s")
+    for cls, n in a.probes.by_class.items():
+        table.add_row(f"  failed: {cls}", str(n))
+    table.add_row("downtime windows", str(len(a.downtime_windows)))
+    for w in a.downtime_windows:
+        table.add_row(f"  {w.start_s:.2f}s → {w.end_s:.2f}s", f"{w.duration_ms:.0f} ms")
+    table.add_row("longest gap between answers", f"{a.longest_gap_ms:.0f} ms")
+    for v in a.versions:
+        table.add_row(f"version {v.version}",
+                      f"{v.count} answers, {v.first_s:.2f}s → {v.last_s:.2f}s")
+    table.add_row("mixed-version window", f"{a.mixed_window_ms:.0f} ms")
+    table.add_row("scheduling jitter p50 / p99", f"{a.jitter.p50_ms:.1f} / {a.jitter.p99_ms:.1f} ms")
+    console.print(table)
+
+
+def print_release_table(r: ReleaseReport, console: Console) -> None:
+    colour = {"succeeded": "green", "rolled_back": "yellow", "failed": "red"}[r.outcome]
+    console.print(f"release {r.release} (from {r.from_release or '-'}) via {r.strategy} on "
+                  f"{r.target}: [{colour}]{r.outcome}[/]", soft_wrap=True)
+    table = Table()
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    for phase in r.phases:
+        table.add_row(phase.name, f"{phase.seconds:.1f}")
+    table.add_row("[bold]total[/]", f"[bold]{r.total_seconds:.1f}[/]")
+    console.print(table)
+    print_probe_table(r, console)
