@@ -1,9 +1,9 @@
 """What the local cloud builds from a stack: typed specs, one per supported resource type.
 
 Each spec is read from a resolved resource with the AWS default for every property the
-template leaves out (documented in DESIGN.md), and validated the way AWS would. Every
-property of a supported type is either honoured or harmlessly recorded (tags, subnets,
-security groups: the local cloud has no network to put them on); anything else raises
+template leaves out (as AWS's resource reference documents it), and validated the way AWS
+would. Every property of a supported type is either honoured or harmlessly recorded (tags,
+subnets, security groups: the local cloud has no network to put them on); anything else raises
 :class:`UnsupportedProperty`, because a template the local cloud silently half-runs would
 rehearse something other than what ships.
 """

@@ -1,6 +1,6 @@
 """The Auto Scaling group: desired capacity, health replacement, rolling updates.
 
-Reproduces CloudFormation's AutoScalingRollingUpdate as DESIGN.md describes it: batches of
+Reproduces CloudFormation's AutoScalingRollingUpdate (AWS's UpdatePolicy reference): batches of
 MaxBatchSize, never fewer than MinInstancesInService in service (the group grows up to
 MaxSize to launch replacements first when it must), WaitOnResourceSignals with PauseTime as
 the per-batch signal timeout, MinSuccessfulInstancesPercent, and a failed batch failing the

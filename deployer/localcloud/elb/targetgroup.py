@@ -1,6 +1,6 @@
 """The local cloud's target group: settings, target health, and the rules that advance them.
 
-Semantics (DESIGN.md, "ALB target groups"), no kinder than AWS:
+Semantics (AWS's ELBv2 target group health checks and deregistration), no kinder than AWS:
 
 * A newly registered target is ``initial`` and turns ``healthy`` after one passing check;
   an ``unhealthy`` one needs ``healthy_threshold`` passes in a row; a ``healthy`` (or
@@ -94,7 +94,7 @@ class TargetGroupSettings(BaseModel):
             err = exc.errors()[0]
             where = ".".join(str(part) for part in err["loc"]) or "settings"
             raise ConfigError(err["msg"], location=f"target group {where}",
-                              hint="see the target group settings in DESIGN.md") from exc
+                              hint="see the ELBv2 target group health settings") from exc
 
     @field_validator("health_check_port", mode="before")
     @classmethod
