@@ -23,11 +23,8 @@ from typing import Protocol
 from deployer.base import logs
 from deployer.base.errors import CloudError, ConfigError, DeployerError
 from deployer.cloud.port import Event, OnEvent
-from deployer.packer.template import (
-    load_packer_template,
-    parse_machine_readable_artifact,
-    read_manifest_artifact,
-)
+from deployer.packer.manifest import parse_machine_readable_artifact, read_manifest_artifact
+from deployer.packer.template import load_packer_template
 
 INSTALL_HINT = ("install Packer: 'apt-get install packer' on Debian/Ubuntu, or see "
                 "developer.hashicorp.com/packer/install; or set DEPLOYER_PACKER to its path")

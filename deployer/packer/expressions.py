@@ -3,8 +3,11 @@
 python-hcl2 parses the file's structure but hands every expression back as text: a quoted
 string as its (unescaped) content, anything else wrapped in ``${...}``. This module turns
 that text into values: string templates with interpolations, references (``var.x``,
-``local.x``, ``path.root``, ``source.name``), literals, operators, conditionals and a set
-of functions that Packer templates actually call. Anything else is refused with
+``local.x``, ``path.root``, ``source.name``), literals, operators, conditionals, ``can()`` /
+``try()`` and four functions: the three the shipped template calls (``timestamp``,
+``formatdate``, ``length``) and ``regex``, which a validation condition uses with ``can()``
+(:mod:`deployer.packer.functions`).
+Anything else (another function, ``for``, splats, directives) is refused with
 :class:`UnsupportedExpression` rather than guessed at.
 
 ``build.*`` values only exist while Packer builds; they stay in a string as their own
@@ -12,52 +15,42 @@ of functions that Packer templates actually call. Anything else is refused with
 
 Parsing produces closures, evaluation is a separate step, so ``can()``, ``try()`` and the
 conditional operator only evaluate what they need, as HCL does.
+
+Why this is not left to the ``packer`` binary (weighed for issue 10 with Debian's packer
+1.6.6, the version ``./run`` installs): ``packer console -var ... TEMPLATE`` does evaluate
+variables and locals (``jsonencode({var = var, local = local})``, 0.12 s a call), but the
+sources, provisioners and post-processors, which the local cloud's image builder executes,
+are outside its scope (``source.*`` is "Unsupported attribute") and ``packer inspect`` takes
+no ``-var`` and prints only block types, so those blocks need this evaluator whatever
+evaluates the locals. The console also passes what the reader must refuse: an unset variable
+reads ``<unknown>`` with exit 0, validation rules are not run, and locals that refer to each
+other in a cycle silently drop out of ``local``. Its ``timestamp()`` is the wall clock,
+where a Packer run (and every test) needs one injected instant. And the local cloud would
+need the binary on every machine, which today only the AWS adapter does. So the evaluator
+stays, cut down to what the template language needs: the other seventeen functions it once
+had (``upper``, ``replace``, ``format``, ``min``, ...) are gone.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-
-class ExpressionError(Exception):
-    """An expression is wrong (unknown variable, wrong type, bad syntax)."""
-
-
-class UnsupportedExpression(ExpressionError):
-    """Valid HCL that this evaluator does not implement (a function, a directive...)."""
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """A value Packer only knows while building, kept as its template text."""
-
-    text: str
-
-
-class Scope:
-    """What expressions may refer to: roots like ``var`` and ``local``, and the clock."""
-
-    def __init__(self, roots: Mapping[str, Any], now: datetime) -> None:
-        self.roots = roots
-        self.now = now
-
-    def lookup(self, name: str) -> Any:
-        if name not in self.roots:
-            raise ExpressionError(f'unknown reference "{name}"')
-        return self.roots[name]
-
-
-class DeferredRoot:
-    """``build``: every attribute is a :class:`Deferred`."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
+from deployer.packer.functions import FUNCTIONS
+from deployer.packer.values import (
+    NUMBER,
+    Deferred,
+    DeferredRoot,
+    ExpressionError,
+    Scope,
+    UnsupportedExpression,
+    equal,
+    template_string,
+    to_bool,
+    to_number,
+    type_name,
+)
 
 Node = Callable[[Scope], Any]
 
@@ -87,21 +80,6 @@ def references(text: str) -> set[str]:
     return {m.group(0) for m in re.finditer(r"\b[a-z_]+\.[A-Za-z_][\w-]*", text)}
 
 
-def template_string(value: Any) -> str:
-    """How HCL renders a value inside a string template."""
-    if isinstance(value, Deferred):
-        return value.text
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _number_text(value)
-    if value is None:
-        raise ExpressionError("cannot include a null value in a string template")
-    raise ExpressionError(f"cannot include a {_type_name(value)} in a string template")
-
-
 # --- parsing ------------------------------------------------------------------------------
 
 _BINARY = {
@@ -109,7 +87,6 @@ _BINARY = {
     "<": 4, ">": 4, "<=": 4, ">=": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
 }
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
-_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
 _IDENT = re.compile(r"[A-Za-z_][\w-]*")
 
 
@@ -159,7 +136,8 @@ class _Parser:
                     self.i += 1
                 self.expect("}")
             elif self.peek("%{"):
-                raise UnsupportedExpression("template directives (%{ if } / %{ for }) are not supported")
+                raise UnsupportedExpression(
+                    "template directives (%{ if } / %{ for }) are not supported")
             else:
                 literal.append(ch)
                 self.i += 1
@@ -199,7 +177,7 @@ class _Parser:
         if_false = self.expression()
 
         def conditional(scope: Scope) -> Any:
-            return if_true(scope) if _to_bool(condition(scope)) else if_false(scope)
+            return if_true(scope) if to_bool(condition(scope)) else if_false(scope)
         return conditional
 
     def binary(self, min_precedence: int) -> Node:
@@ -218,11 +196,11 @@ class _Parser:
         if self.peek("!") and not self.peek("!="):
             self.i += 1
             operand = self.unary()
-            return lambda scope: not _to_bool(operand(scope))
+            return lambda scope: not to_bool(operand(scope))
         if self.peek("-"):
             self.i += 1
             operand = self.unary()
-            return lambda scope: -_to_number(operand(scope))
+            return lambda scope: -to_number(operand(scope))
         return self.postfix(self.primary())
 
     def primary(self) -> Node:
@@ -246,11 +224,11 @@ class _Parser:
             return self.object()
         if self.peek("<<"):
             raise UnsupportedExpression("heredocs inside expressions are not supported")
-        number = _NUMBER.match(self.s, self.i)
+        number = NUMBER.match(self.s, self.i)
         if number:
             self.i = number.end()
-            value = float(number.group(0)) if number.group(1) or number.group(2) else int(number.group(0))
-            return lambda scope: value
+            text = number.group(0)
+            return _constant(float(text) if number.group(1) or number.group(2) else int(text))
         ident = _IDENT.match(self.s, self.i)
         if not ident:
             raise ExpressionError(f"unexpected {self.s[self.i:self.i + 10]!r} in {self.s!r}")
@@ -299,7 +277,7 @@ class _Parser:
                 # A bare identifier as a key is the key's name, not a reference.
                 self.i = ident.end()
                 key_name = ident.group(0)
-                key: Node = lambda scope, k=key_name: k
+                key = _constant(key_name)
             else:
                 key = self.expression()
             self.skip_ws()
@@ -320,7 +298,7 @@ class _Parser:
                 raise UnsupportedExpression("splat expressions are not supported")
             if self.peek("."):
                 self.i += 1
-                ident = _IDENT.match(self.s, self.i) or _NUMBER.match(self.s, self.i)
+                ident = _IDENT.match(self.s, self.i) or NUMBER.match(self.s, self.i)
                 if not ident:
                     raise ExpressionError(f"expected an attribute name after '.' in {self.s!r}")
                 self.i = ident.end()
@@ -344,7 +322,8 @@ class _Parser:
             args.append(self.expression())
             self.skip_ws()
             if self.peek("..."):
-                raise UnsupportedExpression(f"argument expansion (...) in {name}() is not supported")
+                raise UnsupportedExpression(
+                    f"argument expansion (...) in {name}() is not supported")
             if self.peek(","):
                 self.i += 1
             elif not self.peek(")"):
@@ -352,7 +331,7 @@ class _Parser:
         if name in _LAZY_FUNCTIONS:
             lazy = _LAZY_FUNCTIONS[name]
             return lambda scope: lazy(scope, args)
-        function = _FUNCTIONS.get(name)
+        function = FUNCTIONS.get(name)
         if function is None:
             raise UnsupportedExpression(f'unsupported function "{name}"')
 
@@ -371,6 +350,10 @@ class _Parser:
         return call
 
 
+def _constant(value: Any) -> Node:
+    return lambda scope: value
+
+
 def _attribute_node(node: Node, name: str) -> Node:
     def attribute(scope: Scope) -> Any:
         value = node(scope)
@@ -382,7 +365,7 @@ def _attribute_node(node: Node, name: str) -> Node:
             return value[name]
         if isinstance(value, list) and name.isdigit():
             return _index(value, int(name))
-        raise ExpressionError(f'cannot read attribute "{name}" of a {_type_name(value)}')
+        raise ExpressionError(f'cannot read attribute "{name}" of a {type_name(value)}')
     return attribute
 
 
@@ -395,8 +378,8 @@ def _index_node(node: Node, index: Node) -> Node:
                 raise ExpressionError(f'no element "{key}"')
             return value[key]
         if isinstance(value, list):
-            return _index(value, int(_to_number(key)))
-        raise ExpressionError(f"cannot index a {_type_name(value)}")
+            return _index(value, int(to_number(key)))
+        raise ExpressionError(f"cannot index a {type_name(value)}")
     return indexed
 
 
@@ -408,16 +391,16 @@ def _index(items: list, position: int) -> Any:
 
 def _binary_node(op: str, left: Node, right: Node) -> Node:
     if op == "&&":
-        return lambda scope: _to_bool(left(scope)) and _to_bool(right(scope))
+        return lambda scope: to_bool(left(scope)) and to_bool(right(scope))
     if op == "||":
-        return lambda scope: _to_bool(left(scope)) or _to_bool(right(scope))
+        return lambda scope: to_bool(left(scope)) or to_bool(right(scope))
     if op == "==":
-        return lambda scope: _equal(left(scope), right(scope))
+        return lambda scope: equal(left(scope), right(scope))
     if op == "!=":
-        return lambda scope: not _equal(left(scope), right(scope))
+        return lambda scope: not equal(left(scope), right(scope))
 
     def arithmetic(scope: Scope) -> Any:
-        a, b = _to_number(left(scope)), _to_number(right(scope))
+        a, b = to_number(left(scope)), to_number(right(scope))
         if op in ("/", "%") and b == 0:
             raise ExpressionError("division by zero")
         result = {
@@ -429,235 +412,6 @@ def _binary_node(op: str, left: Node, right: Node) -> Node:
             return int(result)
         return result
     return arithmetic
-
-
-# --- values -------------------------------------------------------------------------------
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "map"
-    return type(value).__name__
-
-
-def _number_text(value: float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _to_number(value: Any) -> int | float:
-    if isinstance(value, bool):
-        raise ExpressionError("a bool is not a number")
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        match = _NUMBER.fullmatch(value.strip().lstrip("-"))
-        if match:
-            number = float(value) if match.group(1) or match.group(2) else int(value)
-            return number
-    raise ExpressionError(f"a number is required, got {_type_name(value)} {value!r}")
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    raise ExpressionError(f"a bool is required, got {_type_name(value)} {value!r}")
-
-
-def _equal(a: Any, b: Any) -> bool:
-    # HCL equality never converts: "1" == 1 and true == 1 are false.
-    return _type_name(a) == _type_name(b) and a == b
-
-
-def _to_string(value: Any) -> str:
-    return template_string(value)
-
-
-# --- functions ----------------------------------------------------------------------------
-
-def _timestamp(scope: Scope) -> str:
-    return scope.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"]
-_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-
-
-def _formatdate(scope: Scope, spec: str, timestamp: str) -> str:
-    """HCL's formatdate: letter runs are verbs, 'quoted' text is literal, the rest passes."""
-    try:
-        moment = datetime.fromisoformat(timestamp)
-    except ValueError as err:
-        raise ExpressionError(f"formatdate(): {timestamp!r} is not an RFC 3339 timestamp") from err
-    if moment.tzinfo is None:
-        raise ExpressionError(f"formatdate(): {timestamp!r} has no time zone")
-    offset = moment.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "-" if minutes < 0 else "+"
-    hh, mm = divmod(abs(minutes), 60)
-    hour12 = moment.hour % 12 or 12
-    verbs = {
-        "YYYY": f"{moment.year:04d}", "YY": f"{moment.year % 100:02d}",
-        "MMMM": _MONTHS[moment.month - 1], "MMM": _MONTHS[moment.month - 1][:3],
-        "MM": f"{moment.month:02d}", "M": str(moment.month),
-        "DD": f"{moment.day:02d}", "D": str(moment.day),
-        "EEEE": _DAYS[moment.weekday()], "EEE": _DAYS[moment.weekday()][:3],
-        "hh": f"{moment.hour:02d}", "h": str(moment.hour),
-        "HH": f"{hour12:02d}", "H": str(hour12),
-        "AA": "AM" if moment.hour < 12 else "PM", "aa": "am" if moment.hour < 12 else "pm",
-        "mm": f"{moment.minute:02d}", "m": str(moment.minute),
-        "ss": f"{moment.second:02d}", "s": str(moment.second),
-        "ZZZZZ": f"{sign}{hh:02d}:{mm:02d}", "ZZZZ": f"{sign}{hh:02d}{mm:02d}",
-        "ZZZ": "UTC" if minutes == 0 else f"{sign}{hh:02d}{mm:02d}",
-        "Z": "Z" if minutes == 0 else f"{sign}{hh:02d}:{mm:02d}",
-    }
-    out: list[str] = []
-    i = 0
-    while i < len(spec):
-        ch = spec[i]
-        if ch == "'":
-            end = spec.find("'", i + 1)
-            if end == -1:
-                raise ExpressionError("formatdate(): unterminated literal in the format")
-            out.append(spec[i + 1:end] if end > i + 1 else "'")
-            i = end + 1
-        elif ch.isalpha():
-            j = i
-            while j < len(spec) and spec[j] == ch:
-                j += 1
-            run = spec[i:j]
-            if run not in verbs:
-                raise ExpressionError(f"formatdate(): invalid date format verb {run!r}")
-            out.append(verbs[run])
-            i = j
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def _go_regex(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as err:
-        raise ExpressionError(f"invalid regular expression {pattern!r}: {err}") from err
-
-
-def _regex(scope: Scope, pattern: str, text: str) -> Any:
-    compiled = _go_regex(pattern)
-    match = compiled.search(text)
-    if match is None:
-        raise ExpressionError(f"pattern {pattern!r} did not match {text!r}")
-    if compiled.groupindex:
-        return match.groupdict()
-    if compiled.groups:
-        return list(match.groups())
-    return match.group(0)
-
-
-def _go_replacement(replacement: str) -> str:
-    # RE2 replacements say $1 or ${name}; Python says \1 or \g<name>.
-    escaped = replacement.replace("\\", "\\\\")
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: f"\\g<{m.group(1)}>", escaped)
-
-
-def _replace(scope: Scope, text: str, search: str, replacement: str) -> str:
-    if len(search) > 1 and search.startswith("/") and search.endswith("/"):
-        return _go_regex(search[1:-1]).sub(_go_replacement(replacement), text)
-    return text.replace(search, replacement)
-
-
-def _regex_replace(scope: Scope, text: str, pattern: str, replacement: str) -> str:
-    return _go_regex(pattern).sub(_go_replacement(replacement), text)
-
-
-def _format(scope: Scope, spec: str, *values: Any) -> str:
-    queue = list(values)
-
-    def verb(match: re.Match[str]) -> str:
-        if match.group(0) == "%%":
-            return "%"
-        if not queue:
-            raise ExpressionError(f"format(): too few arguments for {spec!r}")
-        value = queue.pop(0)
-        kind = match.group(1)
-        if kind == "d":
-            return str(int(_to_number(value)))
-        if kind == "q":
-            return json.dumps(_to_string(value))
-        return _to_string(value)
-    result = re.sub(r"%%|%([sdvq])", verb, spec)
-    if queue:
-        raise ExpressionError(f"format(): too many arguments for {spec!r}")
-    return result
-
-
-def _length(scope: Scope, value: Any) -> int:
-    if isinstance(value, str | list | Mapping):
-        return len(value)
-    raise ExpressionError(f"length() of a {_type_name(value)}")
-
-
-def _coalesce(scope: Scope, *values: Any) -> Any:
-    for value in values:
-        if value is not None and value != "":
-            return value
-    raise ExpressionError("coalesce(): no non-null, non-empty argument")
-
-
-def _substr(scope: Scope, text: str, offset: Any, length: Any) -> str:
-    start = int(_to_number(offset))
-    if start < 0:
-        start += len(text)
-    size = int(_to_number(length))
-    return text[start:] if size == -1 else text[start:start + size]
-
-
-def _concat(scope: Scope, *lists: Any) -> list:
-    out: list = []
-    for item in lists:
-        if not isinstance(item, list):
-            raise ExpressionError(f"concat() of a {_type_name(item)}")
-        out.extend(item)
-    return out
-
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "timestamp": _timestamp,
-    "formatdate": _formatdate,
-    "length": _length,
-    "lower": lambda scope, s: _to_string(s).lower(),
-    "upper": lambda scope, s: _to_string(s).upper(),
-    "trimspace": lambda scope, s: _to_string(s).strip(),
-    "replace": _replace,
-    "regex": _regex,
-    "regex_replace": _regex_replace,
-    "contains": lambda scope, items, value: any(_equal(i, value) for i in items),
-    "join": lambda scope, sep, items: sep.join(_to_string(i) for i in items),
-    "split": lambda scope, sep, text: text.split(sep),
-    "concat": _concat,
-    "coalesce": _coalesce,
-    "substr": _substr,
-    "format": _format,
-    "tostring": lambda scope, v: _to_string(v),
-    "tonumber": lambda scope, v: _to_number(v),
-    "min": lambda scope, *v: min(_to_number(x) for x in v),
-    "max": lambda scope, *v: max(_to_number(x) for x in v),
-    "abs": lambda scope, v: abs(_to_number(v)),
-}
 
 
 def _can(scope: Scope, args: list[Node]) -> bool:

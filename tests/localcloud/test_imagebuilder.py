@@ -21,7 +21,8 @@ from deployer.localcloud.images.builder import (
     flattened_vars,
     go_duration,
 )
-from deployer.packer.template import load_packer_template, read_manifest_artifact
+from deployer.packer.manifest import read_manifest_artifact
+from deployer.packer.template import load_packer_template
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

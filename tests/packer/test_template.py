@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from deployer.base.errors import CloudError, ConfigError
-from deployer.packer.template import (
-    FileProvisioner,
+from deployer.packer.manifest import (
     ManifestBuild,
-    ShellProvisioner,
-    load_packer_template,
     parse_machine_readable_artifact,
     read_manifest_artifact,
     write_manifest,
 )
+from deployer.packer.model import FileProvisioner, ShellProvisioner
+from deployer.packer.template import load_packer_template
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_TEMPLATE = REPO / "packer" / "etherpad.pkr.hcl"
@@ -233,12 +232,12 @@ def test_locals_refer_to_each_other_in_any_order(tmp_path):
     extra = """
 locals {
   full  = "${local.base}-${formatdate("YYYY-MM-DD'T'hh.mm.ss", timestamp())}"
-  base  = upper(var.release)
-  parts = split(".", var.release)
+  base  = var.release
+  parts = regex("^(\\\\d+)\\\\.(\\\\d+)$", var.release)
   pick  = var.release == "1.0" ? "first" : "later"
 }
 local "joined" {
-  expression = join("+", local.parts)
+  expression = "${local.parts[0]}+${local.parts[1]}"
 }
 """
     t = template(tmp_path, "", extra)

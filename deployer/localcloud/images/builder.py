@@ -40,14 +40,13 @@ from pydantic import BaseModel
 from deployer.base import logs
 from deployer.base.errors import CloudError, UnsupportedProperty
 from deployer.cloud.port import Event
-from deployer.packer.template import (
+from deployer.packer.manifest import ManifestBuild, write_manifest
+from deployer.packer.model import (
     Build,
     FileProvisioner,
-    ManifestBuild,
     OtherProvisioner,
     PackerTemplate,
     ShellProvisioner,
-    write_manifest,
 )
 
 log = logs.get_logger(component="imagebuilder")
