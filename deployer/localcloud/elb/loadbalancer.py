@@ -32,8 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
-
 from deployer.base import logs
 from deployer.base.errors import CloudError, ConfigError, StateError
 from deployer.localcloud.elb import http1
@@ -81,7 +79,6 @@ class _Links:
 class _Upstream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    conn: h11.Connection
     idle_since: float = 0.0
 
     def abort(self) -> None:
@@ -386,24 +383,25 @@ class LoadBalancer:
         self._clients.add(writer)
         peer = writer.get_extra_info("peername")
         client_ip = (peer[0] if peer else "127.0.0.1").encode()
-        conn = http1.server()
         try:
             while True:
                 try:
-                    event = await http1.next_event(conn, reader, self.idle_timeout_s)
-                except http1.Broken:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    await self._reply_error(writer, 400, None)
+                    return
+                except (asyncio.IncompleteReadError, TimeoutError, OSError):
                     return  # the client left, or stayed idle past the idle timeout
-                except h11.RemoteProtocolError:
-                    writer.write(http1.raw_error(400))
+                try:
+                    request = http1.Request(head, client_ip, self._port_bytes)
+                except http1.BadMessage:
+                    await self._reply_error(writer, 400, None)
                     return
-                if not isinstance(event, h11.Request):
-                    return  # the client closed between requests
-                if conn.client_is_waiting_for_100_continue:
-                    writer.write(conn.send(h11.InformationalResponse(status_code=100,
-                                                                     headers=[])) or b"")
-                if not await self._exchange(conn, event, client_ip, reader, writer):
+                if request.expect:
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if not await self._exchange(request, reader, writer):
                     return
-                conn.start_next_cycle()
         except asyncio.CancelledError:
             return  # shutting down; the streams callback must not see a cancelled handler
         finally:
@@ -411,102 +409,71 @@ class LoadBalancer:
             self._handlers.discard(task)  # type: ignore[arg-type]
             writer.close()
 
-    async def _reply_error(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                           status: int) -> bool:
+    async def _reply_error(self, writer: asyncio.StreamWriter, status: int,
+                           request: http1.Request | None) -> bool:
         # The connection is kept only if no request body is left unread on it.
-        keep = conn.their_state is h11.DONE and conn.our_state is h11.SEND_RESPONSE
-        for event in http1.error_events(status, keep):
-            writer.write(conn.send(event) or b"")
+        keep = request is not None and request.keep_alive and request.body == http1.NONE
+        writer.write(http1.ERROR_PAGES[status, keep])
         try:
             await writer.drain()
         except OSError:
             return False
-        return keep and conn.our_state is h11.DONE
+        return keep
 
-    async def _exchange(self, conn: h11.Connection, request: h11.Request, client_ip: bytes,
-                        creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> bool:
+    async def _exchange(self, request: http1.Request, creader: asyncio.StreamReader,
+                        cwriter: asyncio.StreamWriter) -> bool:
         """Forward one request; True if the client connection can carry another."""
         target = self.group.pick()
         if target is None:
-            return await self._reply_error(conn, cwriter, 503)
+            return await self._reply_error(cwriter, 503, request)
         # Looked up before any await: a drain that ends meanwhile cannot have dropped it yet.
         links = self._links_of(target)
-        upgrade = http1.wants_upgrade(request)
         upstream: _Upstream | None = None
         reusable = False
         try:
             try:
-                upstream = await self._connect(target, links, fresh=upgrade)
+                upstream = await self._connect(target, links, fresh=request.upgrade)
             except TimeoutError:
-                return await self._reply_error(conn, cwriter, 504)
+                return await self._reply_error(cwriter, 504, request)
             except OSError:
-                return await self._reply_error(conn, cwriter, 502)
+                return await self._reply_error(cwriter, 502, request)
             if target.removed:  # the delay ran out while connecting
-                return await self._reply_error(conn, cwriter, 502)
+                return await self._reply_error(cwriter, 502, request)
             links.exchanges.add(upstream)
             idle = self.idle_timeout_s
-            uconn = upstream.conn
-            out = uconn.send(http1.upstream_request(request, client_ip, self._port_bytes,
-                                                    upgrade)) or b""
+            upstream.writer.write(request.head)
+            if request.body != http1.NONE:
+                try:
+                    await http1.copy_body(creader, upstream.writer, request.body,
+                                          request.length, idle)
+                except http1.Broken as broken:
+                    if broken.reading:
+                        return False  # the client broke off (or stalled) its own request
+                    return await self._reply_error(cwriter, 502, request)
             try:
-                while True:  # the request body, as h11 frames it for the target
-                    event = await http1.next_event(conn, creader, idle)
-                    out += uconn.send(event) or b""  # type: ignore[arg-type]
-                    upstream.writer.write(out)
-                    out = b""
-                    if isinstance(event, h11.EndOfMessage):
-                        break
-                    await upstream.writer.drain()
-            except (http1.Broken, h11.RemoteProtocolError):
-                return False  # the client broke off (or stalled) its own request
-            except OSError:
-                return await self._reply_error(conn, cwriter, 502)
-            try:
-                while True:
-                    response = await http1.next_event(uconn, upstream.reader, idle)
-                    # Interim answers (100 Continue went out already) are not forwarded.
-                    if isinstance(response, h11.Response) or (
-                            isinstance(response, h11.InformationalResponse)
-                            and response.status_code == 101):
-                        break
+                response = await http1.read_response_head(upstream.reader, request, idle)
+                body = b""
+                if response.body == http1.LENGTH and response.length <= http1.CHUNK:
+                    body = await http1.read_exactly(upstream.reader, response.length, idle)
             except http1.Broken as broken:
-                return await self._reply_error(conn, cwriter, 504 if broken.timeout else 502)
-            except h11.RemoteProtocolError:
-                return await self._reply_error(conn, cwriter, 502)
+                return await self._reply_error(cwriter, 504 if broken.timeout else 502, request)
+            cwriter.write(response.head + body if body else response.head)
             try:
-                if isinstance(response, h11.InformationalResponse):  # 101
-                    cwriter.write(conn.send(h11.InformationalResponse(
-                        status_code=101, headers=response.headers.raw_items(),
-                        reason=response.reason)) or b"")
-                    trailing, _ = conn.trailing_data
-                    if trailing:
-                        upstream.writer.write(trailing)
-                    trailing, _ = uconn.trailing_data
-                    if trailing:
-                        cwriter.write(trailing)
+                if response.status == 101:
                     await http1.tunnel(creader, cwriter, upstream.reader, upstream.writer,
                                        idle)
                     return False
-                assert isinstance(response, h11.Response)
-                out = conn.send(http1.client_response(
-                    response, http1.has_no_length(response, request.method))) or b""
-                while True:
-                    event = await http1.next_event(uconn, upstream.reader, idle)
-                    out += conn.send(event) or b""  # type: ignore[arg-type]
-                    cwriter.write(out)
-                    out = b""
-                    if isinstance(event, h11.EndOfMessage):
-                        break
-                    await cwriter.drain()
+                if response.body != http1.NONE and not body:
+                    await http1.copy_body(upstream.reader, cwriter, response.body,
+                                          response.length, idle)
                 await cwriter.drain()
-            except (http1.Broken, h11.ProtocolError, OSError):
+            except (http1.Broken, OSError):
                 # The response has started: all the client can get now is a cut connection.
                 cwriter.transport.abort()
                 return False
             # After an upgrade offer the target refused, the connection is not worth keeping.
-            reusable = (uconn.our_state is h11.DONE and uconn.their_state is h11.DONE
-                        and not upgrade)
-            return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+            reusable = response.reusable and not request.upgrade
+            return response.keep_client
         finally:
             if upstream is not None:
                 links.exchanges.discard(upstream)
@@ -524,12 +491,11 @@ class LoadBalancer:
                         or now - upstream.idle_since > self.target_keepalive_s):
                     upstream.abort()
                     continue
-                upstream.conn.start_next_cycle()
                 return upstream
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(target.host, target.port,
                                                            limit=http1.HEAD_LIMIT)
-        return _Upstream(reader, writer, http1.client())
+        return _Upstream(reader, writer)
 
     def _release(self, target: RegisteredTarget, links: _Links, upstream: _Upstream,
                  reusable: bool) -> None:
