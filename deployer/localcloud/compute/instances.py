@@ -79,7 +79,9 @@ def instance_pids(instance_id: str) -> list[int]:
 
 def is_instance_alive(record: InstanceRecord) -> bool:
     """The init process is alive and really is this instance's (not a reused pid)."""
-    return bool(record.pid) and has_environ(record.pid, MARKER, record.instance_id)
+    if not record.pid:
+        return False
+    return has_environ(record.pid, MARKER, record.instance_id)
 
 
 def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:
