@@ -6,6 +6,8 @@ C, keep-alive, never the bottleneck here. Paths:
     direct      client -> backend
     deployer    client -> deployer.localcloud LoadBalancer (own process) -> backend
     deployer-nr the same with target connection reuse off (a new connection per request)
+    baseline    (with --baseline DIR) the same as deployer, but the load balancer of the
+                deployer source tree in DIR: two versions of the proxy side by side
     nginx       client -> nginx proxy_pass, 1 worker, upstream keepalive -> backend
     haproxy     client -> haproxy, 1 thread, default http-reuse -> backend
 
@@ -21,7 +23,7 @@ Two cases per path, each bounded (10 s by default):
 Proxy CPU is read from /proc (process and children) around the fixed-rate case.
 
     python benchmarks/lb_bench.py [--seconds 10] [--rate 500] [--concurrency 16]
-                                  [--repeat 3] [--json out]
+                                  [--repeat 3] [--baseline DIR] [--json out]
 """
 
 from __future__ import annotations
@@ -149,9 +151,11 @@ backend be
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_deployer_lb(backend_port: int, keepalive: float) -> tuple[subprocess.Popen, int]:
+def start_deployer_lb(backend_port: int, keepalive: float,
+                      tree: Path | None = None) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve-lb", str(backend_port),
-                             "--keepalive", str(keepalive)],
+                             "--keepalive", str(keepalive),
+                             *(["--tree", str(tree)] if tree else [])],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -160,8 +164,10 @@ def start_deployer_lb(backend_port: int, keepalive: float) -> tuple[subprocess.P
     return proc, int(line)
 
 
-def serve_lb(backend_port: int, keepalive: float) -> None:
+def serve_lb(backend_port: int, keepalive: float, tree: Path | None) -> None:
     """Child process: our load balancer with AWS-valid settings until stdin closes."""
+    if tree is not None:
+        sys.path.insert(0, str(tree.resolve()))
     from deployer.base import logs
     from deployer.localcloud.elb.loadbalancer import LoadBalancer, TargetGroupSettings
 
@@ -257,13 +263,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds over all paths; the report shows each figure's median")
     parser.add_argument("--paths", default="direct,deployer,deployer-nr,nginx,haproxy")
+    parser.add_argument("--baseline", type=Path,
+                        help="a deployer source tree whose load balancer runs as path 'baseline'")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-lb", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--keepalive", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_lb:
-        return serve_lb(args.serve_lb, args.keepalive)
+        return serve_lb(args.serve_lb, args.keepalive, args.tree)
     if args.client:
         result = asyncio.run(fixed_rate(args.client, args.rate, args.seconds, args.concurrency))
         print(json.dumps(result))
@@ -280,10 +289,19 @@ def main() -> None:
         wait_port(backend_port)
         ports = {"direct": (backend_port, procs[0])}
         wanted = args.paths.split(",")
+        if args.baseline and "baseline" not in wanted:
+            wanted.insert(wanted.index("deployer") + 1 if "deployer" in wanted else 1,
+                          "baseline")
         if "deployer" in wanted:
             proc, port = start_deployer_lb(backend_port, 60.0)
             procs.append(proc)
             ports["deployer"] = (port, proc)
+        if "baseline" in wanted:
+            if args.baseline is None:
+                parser.error("the path 'baseline' needs --baseline DIR")
+            proc, port = start_deployer_lb(backend_port, 60.0, args.baseline)
+            procs.append(proc)
+            ports["baseline"] = (port, proc)
         if "deployer-nr" in wanted:
             proc, port = start_deployer_lb(backend_port, 0.0)
             procs.append(proc)

@@ -31,8 +31,8 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, Field
 
 from deployer.base import logs
@@ -160,11 +160,7 @@ def machine_info() -> dict:
     """What the numbers were measured on (they only compare on the same machine)."""
     info: dict = {"platform": platform.platform(), "machine": platform.machine(),
                   "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    try:
-        meminfo = Path("/proc/meminfo").read_text().split()
-        info["memory_gb"] = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 ** 2, 1)
-    except (OSError, ValueError, IndexError):
-        pass
+    info["memory_gb"] = round(psutil.virtual_memory().total / 1024 ** 3, 1)
     try:
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

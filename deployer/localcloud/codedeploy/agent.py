@@ -41,6 +41,7 @@ from deployer.appspec.reader import (
     OperatingSystem,
 )
 from deployer.base import logs
+from deployer.base.processes import group_alive
 from deployer.localcloud.codedeploy.install import (
     BundleType,
     Installer,
@@ -461,7 +462,7 @@ class _ScriptRun:
         grace_end = time.monotonic() + self.agent.kill_grace_s
         while time.monotonic() < grace_end:
             process.poll()
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 break
             time.sleep(0.05)
         try:
@@ -472,32 +473,6 @@ class _ScriptRun:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process group has a member that is not a zombie.
-
-    Zombies count as group members for kill(2), and a container's init may never reap them.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def _exit_code(returncode: int) -> str:

@@ -28,6 +28,7 @@ from deployer.base import logs
 from deployer.base.assets import asset_path
 from deployer.base.errors import CloudError, NotFound
 from deployer.base.fsutil import tree_size
+from deployer.base.processes import has_environ, pids_with_environ
 from deployer.cfn.parameters import PUBLIC_IMAGE_PARAMETERS
 from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
 
@@ -71,42 +72,16 @@ def clone_tree(src: Path, dst: Path) -> None:
 
 
 # -- processes ------------------------------------------------------------------------------
-def _environ_of(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return b""
-
-
 def instance_pids(instance_id: str) -> list[int]:
     """Every live process that belongs to the instance, wherever it moved."""
-    needle = f"{MARKER}={instance_id}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        env = _environ_of(int(entry))
-        if needle + b"\0" in env or env.endswith(needle):
-            if _state_of(int(entry)) not in ("Z", "X", ""):
-                pids.append(int(entry))
-    return pids
-
-
-def _state_of(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return ""
+    return pids_with_environ(MARKER, instance_id)
 
 
 def is_instance_alive(record: InstanceRecord) -> bool:
     """The init process is alive and really is this instance's (not a reused pid)."""
     if not record.pid:
         return False
-    env = _environ_of(record.pid)
-    return f"{MARKER}={record.instance_id}".encode() in env and \
-        _state_of(record.pid) not in ("Z", "X", "")
+    return has_environ(record.pid, MARKER, record.instance_id)
 
 
 def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:
@@ -189,7 +164,8 @@ class InstanceLauncher:
         script = root / "var/lib/cloud/instance/user-data.txt"
         script.write_text(user_data or "")
         script.chmod(0o700)
-        cmd = [sys.executable, "-m", "deployer.localcloud.compute.instance_init", "--root", str(root)]
+        cmd = [sys.executable, "-m", "deployer.localcloud.compute.instance_init",
+               "--root", str(root)]
         if user_data:
             cmd += ["--user-data", str(script)]
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,

@@ -16,7 +16,8 @@ Error pages carry ``Server: awselb/2.0`` like the ALB's, so a reader of the resp
 tell the load balancer's answer from the application's; the application's own response
 headers pass through untouched (the poller reads the release from them). Bodies are
 streamed in their own framing (Content-Length, chunked, or until close); ``Upgrade``
-requests (socket.io's websocket) are tunnelled both ways after the 101.
+requests (socket.io's websocket) are tunnelled both ways after the 101. The framing itself
+is ``http1.py``; this module decides where a request goes and what an error becomes.
 
 The proxy runs on asyncio streams in an event loop of its own thread; callers use a plain
 synchronous, thread-safe API (:class:`LoadBalancer`).
@@ -33,6 +34,7 @@ from typing import Any
 
 from deployer.base import logs
 from deployer.base.errors import CloudError, ConfigError, StateError
+from deployer.localcloud.elb import http1
 from deployer.localcloud.elb.targetgroup import (
     CHECK_TIMEOUT,
     FAILED_HEALTH_CHECKS,
@@ -55,230 +57,6 @@ __all__ = [
     "TargetHealthState",
     "TargetState",
 ]
-
-
-# -- HTTP/1.1 framing -------------------------------------------------------------------------
-
-_NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
-_CHUNK = 65536
-_HEAD_LIMIT = 65536
-_HOP_BY_HOP_REQUEST = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te",
-                                 b"upgrade", b"expect", b"x-forwarded-for",
-                                 b"x-forwarded-proto", b"x-forwarded-port"))
-_REASONS = {400: "Bad Request", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
-            504: "Gateway Time-out"}
-
-
-class _BadMessage(Exception):
-    pass
-
-
-class _Broken(Exception):
-    """A body copy stopped: ``reading`` says whether the source (not the sink) failed."""
-
-    def __init__(self, reading: bool, timeout: bool = False) -> None:
-        super().__init__("read" if reading else "write")
-        self.reading = reading
-        self.timeout = timeout
-
-
-class _Request:
-    __slots__ = ("body", "expect", "head", "keep_alive", "length", "method", "upgrade")
-
-    def __init__(self, head: bytes, client_ip: bytes, port: bytes) -> None:
-        lines = head[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            raise _BadMessage("request line")
-        self.method = parts[0]
-        out = [lines[0]]
-        length: int | None = None
-        chunked = False
-        connection = b""
-        upgrade = forwarded_for = None
-        self.expect = False
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name[-1] in b" \t" or name[0] in b" \t":
-                raise _BadMessage("header line")
-            lname = name.lower()
-            if lname not in _HOP_BY_HOP_REQUEST:
-                if lname == b"content-length":
-                    value = value.strip()
-                    if not value.isdigit() or (length is not None and int(value) != length):
-                        raise _BadMessage("content-length")
-                    length = int(value)
-                elif lname == b"transfer-encoding":
-                    if value.strip().lower() != b"chunked":
-                        raise _BadMessage("transfer-encoding")
-                    chunked = True
-                out.append(line)
-            elif lname == b"connection":
-                connection += b"," + value.lower()
-            elif lname == b"upgrade":
-                upgrade = line
-            elif lname == b"x-forwarded-for":
-                forwarded_for = value.strip()
-            elif lname == b"expect":
-                self.expect = value.strip().lower() == b"100-continue"
-        if chunked and length is not None:
-            raise _BadMessage("both content-length and chunked")  # a smuggling vector
-        tokens = {token.strip() for token in connection.split(b",")}
-        self.keep_alive = parts[2] == b"HTTP/1.1" and b"close" not in tokens
-        self.upgrade = upgrade is not None and b"upgrade" in tokens
-        if self.upgrade:
-            out.append(upgrade)  # type: ignore[arg-type]
-            out.append(b"Connection: upgrade")
-        out.append(b"X-Forwarded-For: " + (forwarded_for + b", " + client_ip
-                                           if forwarded_for else client_ip))
-        out.append(b"X-Forwarded-Proto: http")
-        out.append(b"X-Forwarded-Port: " + port)
-        out.append(b"\r\n")
-        self.head = b"\r\n".join(out)
-        self.body = _CHUNKED if chunked else _LENGTH if length else _NONE
-        self.length = length or 0
-
-
-class _Response:
-    __slots__ = ("body", "head", "keep_client", "length", "reusable", "status")
-
-    def __init__(self, head: bytes, request: _Request) -> None:
-        lines = head[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 \
-                or not parts[1].isdigit():
-            raise _BadMessage("status line")
-        self.status = status = int(parts[1])
-        length: int | None = None
-        chunked = False
-        close = parts[0] != b"HTTP/1.1"
-        hop_by_hop: list[int] = []  # Connection and Keep-Alive lines: this hop's business
-        for index, line in enumerate(lines):
-            if not index:
-                continue
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise _BadMessage("header line")
-            lname = name.strip().lower()
-            if lname == b"content-length":
-                value = value.strip()
-                if not value.isdigit():
-                    raise _BadMessage("content-length")
-                length = int(value)
-            elif lname == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif lname == b"connection":
-                hop_by_hop.append(index)
-                close = close or b"close" in value.lower()
-            elif lname == b"keep-alive":
-                hop_by_hop.append(index)
-        if request.method == b"HEAD" or status < 200 or status in (204, 304):
-            self.body, self.length = _NONE, 0
-        elif chunked:
-            self.body, self.length = _CHUNKED, 0
-        elif length is not None:
-            self.body, self.length = _LENGTH, length
-        else:
-            self.body, self.length = _UNTIL_CLOSE, 0
-        self.reusable = not close and self.body != _UNTIL_CLOSE and status != 101
-        self.keep_client = request.keep_alive and self.body != _UNTIL_CLOSE
-        if status == 101 or (self.keep_client and not hop_by_hop):
-            self.head = head  # the target's own bytes, untouched
-        else:
-            for index in reversed(hop_by_hop):
-                del lines[index]
-            kept = lines
-            if not self.keep_client:
-                kept.append(b"Connection: close")
-            kept.append(b"\r\n")
-            self.head = b"\r\n".join(kept)
-
-
-def _error_page(status: int, keep_alive: bool) -> bytes:
-    title = f"{status} {_REASONS[status]}"
-    body = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n").encode()
-    head = (f"HTTP/1.1 {title}\r\nServer: awselb/2.0\r\nContent-Type: text/html\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            + ("" if keep_alive else "Connection: close\r\n") + "\r\n")
-    return head.encode() + body
-
-
-_ERROR_PAGES = {(status, keep): _error_page(status, keep)
-                for status in _REASONS for keep in (True, False)}
-
-
-async def _read(reader: asyncio.StreamReader, size: int, idle: float) -> bytes:
-    try:
-        async with asyncio.timeout(idle):
-            data = await reader.read(size)
-    except TimeoutError:
-        raise _Broken(True, timeout=True) from None
-    except OSError:
-        raise _Broken(True) from None
-    if not data:
-        raise _Broken(True)
-    return data
-
-
-async def _read_line(reader: asyncio.StreamReader, idle: float) -> bytes:
-    try:
-        async with asyncio.timeout(idle):
-            return await reader.readuntil(b"\r\n")
-    except TimeoutError:
-        raise _Broken(True, timeout=True) from None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise _Broken(True) from None
-
-
-async def _drain(writer: asyncio.StreamWriter) -> None:
-    try:
-        await writer.drain()
-    except OSError:
-        raise _Broken(False) from None
-
-
-async def _copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: int,
-                     length: int, idle: float) -> None:
-    """Copy one message body in its own framing (chunked stays chunked, byte for byte)."""
-    if kind == _LENGTH:
-        while length:
-            data = await _read(reader, min(length, _CHUNK), idle)
-            length -= len(data)
-            writer.write(data)
-            await _drain(writer)
-    elif kind == _CHUNKED:
-        while True:
-            line = await _read_line(reader, idle)
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise _Broken(True) from None
-            writer.write(line)
-            if size == 0:
-                while True:  # trailers, up to the empty line
-                    line = await _read_line(reader, idle)
-                    writer.write(line)
-                    if line == b"\r\n":
-                        break
-                await _drain(writer)
-                return
-            left = size + 2  # the data and its CRLF
-            while left:
-                data = await _read(reader, min(left, _CHUNK), idle)
-                left -= len(data)
-                writer.write(data)
-            await _drain(writer)
-    elif kind == _UNTIL_CLOSE:
-        while True:
-            try:
-                data = await _read(reader, _CHUNK, idle)
-            except _Broken as broken:
-                if broken.timeout:
-                    raise
-                return  # the end of the body is the end of the connection
-            writer.write(data)
-            await _drain(writer)
 
 
 # -- the load balancer ------------------------------------------------------------------------
@@ -489,7 +267,7 @@ class LoadBalancer:
         self._stop_event = asyncio.Event()
         self._server = await asyncio.start_server(
             self._serve_client, self.host, self._requested_port, backlog=1024,
-            limit=_HEAD_LIMIT, reuse_address=True)
+            limit=http1.HEAD_LIMIT, reuse_address=True)
         self._port = self._server.sockets[0].getsockname()[1]
         self._port_bytes = str(self._port).encode()
         self._ready.set()
@@ -616,8 +394,8 @@ class LoadBalancer:
                 except (asyncio.IncompleteReadError, TimeoutError, OSError):
                     return  # the client left, or stayed idle past the idle timeout
                 try:
-                    request = _Request(head, client_ip, self._port_bytes)
-                except _BadMessage:
+                    request = http1.Request(head, client_ip, self._port_bytes)
+                except http1.BadMessage:
                     await self._reply_error(writer, 400, None)
                     return
                 if request.expect:
@@ -632,17 +410,17 @@ class LoadBalancer:
             writer.close()
 
     async def _reply_error(self, writer: asyncio.StreamWriter, status: int,
-                           request: _Request | None) -> bool:
+                           request: http1.Request | None) -> bool:
         # The connection is kept only if no request body is left unread on it.
-        keep = request is not None and request.keep_alive and request.body == _NONE
-        writer.write(_ERROR_PAGES[status, keep])
+        keep = request is not None and request.keep_alive and request.body == http1.NONE
+        writer.write(http1.ERROR_PAGES[status, keep])
         try:
             await writer.drain()
         except OSError:
             return False
         return keep
 
-    async def _exchange(self, request: _Request, creader: asyncio.StreamReader,
+    async def _exchange(self, request: http1.Request, creader: asyncio.StreamReader,
                         cwriter: asyncio.StreamWriter) -> bool:
         """Forward one request; True if the client connection can carry another."""
         target = self.group.pick()
@@ -664,31 +442,32 @@ class LoadBalancer:
             links.exchanges.add(upstream)
             idle = self.idle_timeout_s
             upstream.writer.write(request.head)
-            if request.body != _NONE:
+            if request.body != http1.NONE:
                 try:
-                    await _copy_body(creader, upstream.writer, request.body, request.length,
-                                     idle)
-                except _Broken as broken:
+                    await http1.copy_body(creader, upstream.writer, request.body,
+                                          request.length, idle)
+                except http1.Broken as broken:
                     if broken.reading:
                         return False  # the client broke off (or stalled) its own request
                     return await self._reply_error(cwriter, 502, request)
             try:
-                response = await self._response_head(upstream, request, idle)
+                response = await http1.read_response_head(upstream.reader, request, idle)
                 body = b""
-                if response.body == _LENGTH and response.length <= _CHUNK:
-                    body = await self._read_exactly(upstream, response.length, idle)
-            except _Broken as broken:
+                if response.body == http1.LENGTH and response.length <= http1.CHUNK:
+                    body = await http1.read_exactly(upstream.reader, response.length, idle)
+            except http1.Broken as broken:
                 return await self._reply_error(cwriter, 504 if broken.timeout else 502, request)
             cwriter.write(response.head + body if body else response.head)
             try:
                 if response.status == 101:
-                    await self._tunnel(creader, cwriter, upstream)
+                    await http1.tunnel(creader, cwriter, upstream.reader, upstream.writer,
+                                       idle)
                     return False
-                if response.body != _NONE and not body:
-                    await _copy_body(upstream.reader, cwriter, response.body, response.length,
-                                     idle)
+                if response.body != http1.NONE and not body:
+                    await http1.copy_body(upstream.reader, cwriter, response.body,
+                                          response.length, idle)
                 await cwriter.drain()
-            except (_Broken, OSError):
+            except (http1.Broken, OSError):
                 # The response has started: all the client can get now is a cut connection.
                 cwriter.transport.abort()
                 return False
@@ -715,7 +494,7 @@ class LoadBalancer:
                 return upstream
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(target.host, target.port,
-                                                           limit=_HEAD_LIMIT)
+                                                           limit=http1.HEAD_LIMIT)
         return _Upstream(reader, writer)
 
     def _release(self, target: RegisteredTarget, links: _Links, upstream: _Upstream,
@@ -727,65 +506,6 @@ class LoadBalancer:
             links.idle.append(upstream)
         else:
             upstream.abort()
-
-    async def _response_head(self, upstream: _Upstream, request: _Request,
-                             idle: float) -> _Response:
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    head = await upstream.reader.readuntil(b"\r\n\r\n")
-            except TimeoutError:
-                raise _Broken(True, timeout=True) from None
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                raise _Broken(True) from None
-            try:
-                response = _Response(head, request)
-            except _BadMessage:
-                raise _Broken(True) from None
-            # Interim answers (100 Continue went out already) are not forwarded.
-            if response.status >= 200 or response.status == 101:
-                return response
-
-    @staticmethod
-    async def _read_exactly(upstream: _Upstream, size: int, idle: float) -> bytes:
-        try:
-            async with asyncio.timeout(idle):
-                return await upstream.reader.readexactly(size)
-        except TimeoutError:
-            raise _Broken(True, timeout=True) from None
-        except (OSError, asyncio.IncompleteReadError):
-            raise _Broken(True) from None
-
-    async def _tunnel(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
-                      upstream: _Upstream) -> None:
-        """After a 101: bytes both ways until one side closes or both stay idle too long."""
-        loop = asyncio.get_running_loop()
-        last = [loop.time()]
-        idle = self.idle_timeout_s
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        data = await src.read(_CHUNK)
-                except TimeoutError:
-                    if loop.time() - last[0] >= idle:
-                        return
-                    continue
-                if not data:
-                    return
-                last[0] = loop.time()
-                dst.write(data)
-                await dst.drain()
-
-        pumps = [asyncio.ensure_future(pump(creader, upstream.writer)),
-                 asyncio.ensure_future(pump(upstream.reader, cwriter))]
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in pumps:
-                task.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def _describe_failure(exc: BaseException) -> str:
