@@ -30,9 +30,9 @@ PadReader = Callable[[str], "str | None"]
 
 def seed_text(pad: str, tag: str) -> str:
     """Known text for a pad: several lines, non-ASCII included, no final newline (Etherpad
-    adds it; editors type before it)."""
+    adds it; editors type before it). No tabs: Etherpad stores a tab as spaces."""
     return (f"deployer data check {tag}\npad {pad}\n"
-            "Grüße, ünïcödé and a tab\tin one line\nlast seeded line")
+            "Grüße, ünïcödé — ½ ∑ 日本語\nlast seeded line")
 
 
 class EtherpadApi:

@@ -43,6 +43,7 @@ class _Account:
         self.lost_at: float | None = None
         self.spans: list[Span] = []
         self.stopped = False
+        self.last_error: str | None = None
 
     def move(self, state: str, at: float) -> None:
         if state == self.state:
@@ -81,13 +82,20 @@ class _Account:
         elif ev == "stopped":
             record.unsent = list(fields.get("unsent", []))
             self.stopped = True
+        elif ev == "connect_error":
+            self.last_error = fields.get("error")
         elif ev in ("error", "bad_revision"):
             record.errors.append(json.dumps({"ev": ev, **fields}, sort_keys=True))
 
     def close(self, at: float) -> EditorRecord:
-        # An editor that never loaded its pad could not edit at all: that is an outage, not a
-        # page load.
-        state = RECONNECTING if self.state == LOADING else self.state
+        # An editor that never loaded its pad could not edit at all: the user is left at
+        # "Loading..." and reloads. That is giving up, whatever socket.io's retries say.
+        state = self.state
+        if state == LOADING:
+            state = GONE
+            self.record.gave_up = True
+            self.record.gave_up_reason = "never loaded the pad" + (
+                f" ({self.last_error})" if self.last_error else "")
         spans = [span for span in self.spans if span.state != LOADING]
         spans.append(Span(state=state, start_s=self.since, end_s=max(at, self.since)))
         return self.record.model_copy(update={"timeline": spans})
@@ -205,6 +213,11 @@ class EditorsSimulator:
             self.stop()
 
     # -- reading ----------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """The driver's process id (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def events(self) -> list[dict]:
         with self._lock:
             return list(self._events)

@@ -18,8 +18,8 @@ def wait_healthy(lb, *targets: str, timeout_s: float = 20) -> None:
 
 
 def run_editors(url: str, driver_modules, *, seconds: float, editors: int = 6, pads: int = 3,
-                during=None):
-    sim = EditorsSimulator(url, editors=editors, pads=pads, type_interval_s=1.0,
+                during=None, type_interval_s: float = 1.0):
+    sim = EditorsSimulator(url, editors=editors, pads=pads, type_interval_s=type_interval_s,
                            modules=driver_modules)
     check = DataCheck(url, API_KEY, tag=sim.tag)
     check.seed([*sim.pads, f"untouched-{sim.tag}"])
@@ -103,17 +103,21 @@ def test_editors_reconnect_to_the_instance_that_takes_over(etherpads, load_balan
         load_balancer.deregister("i-old")
         load_balancer.register("i-new", new.port)
 
+    # Four editors typing every 2 s: their reconnect burst (CLIENT_READY and the resent change
+    # each) stays under Etherpad's commit rate limit of 10 messages a second per address,
+    # which all simulated editors share.
     sim, check, records, ready = run_editors(load_balancer.url, driver_modules, seconds=12,
-                                             during=cut_over)
+                                             during=cut_over, editors=4, pads=2,
+                                             type_interval_s=2.0)
     assert ready
     data = check.verify(sim.acknowledged(), {"i-new": new.url})
     summary = summarize(records, data.lost_marks)
-    assert summary.disconnects >= 6, summary
+    assert summary.disconnects >= 4, summary
     assert summary.gave_up == 0, [r.gave_up_reason for r in records]
     assert len(summary.windows) >= 1 and summary.interruption_ms > 0
     assert summary.reconnect_ms.max is not None and summary.reconnect_ms.max < 15000
     assert all(len(r.reconnect_ms) >= 1 for r in records)
-    assert summary.sessions >= 12
+    assert summary.sessions >= 8
     assert data.edits_lost == 0 and data.pads_diverged == 0, data.details
     assert data.ok, data.details
     # Typing went on after the cut-over, and was acknowledged by the new instance.

@@ -70,8 +70,10 @@ def test_an_editor_who_gives_up_is_gone_until_the_end():
 def test_an_editor_who_never_loaded_its_pad_could_not_edit_at_all():
     events = [ev(0, "e1", "connecting"), ev(0.3, "e1", "connect_error", error="xhr poll error")]
     [record] = build_records([("e1", "p1")], events, end_s=8)
-    assert [(s.state, s.start_s, s.end_s) for s in record.timeline] == [("reconnecting", 0, 8)]
-    assert summarize([record]).interruption_ms == 8000.0
+    assert [(s.state, s.start_s, s.end_s) for s in record.timeline] == [("gone", 0, 8)]
+    assert record.gave_up and record.gave_up_reason == "never loaded the pad (xhr poll error)"
+    summary = summarize([record])
+    assert summary.interruption_ms == 8000.0 and summary.gave_up == 1
 
 
 def test_lost_edits_are_the_acknowledged_marks_the_data_check_did_not_find():
