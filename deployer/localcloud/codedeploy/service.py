@@ -111,7 +111,7 @@ class CodeDeployService:
         self.clock = clock or Clock()
         # How an instance's agent is made (the real one runs the hooks; tests pass a fake).
         self.agent: AgentFactory = agent or (lambda instance: CodeDeployAgent(
-            instance, kill_grace_s=self.kill_grace_s))
+            instance, kill_grace_s=self.kill_grace_s, clock=self.clock))
         self.on_event = on_event
         self._lock = threading.RLock()
         self._instance_locks: dict[str, threading.Lock] = {}
