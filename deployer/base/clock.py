@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from deployer.base.errors import CloudError
 
@@ -20,11 +20,25 @@ T = TypeVar("T")
 POLL_S = 1.0
 
 
+class Waitable(Protocol):
+    """A threading.Event, or a threading.Condition whose lock the caller holds."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 @dataclass
 class Clock:
     now: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+
+    def wait(self, waitable: Waitable, timeout: float | None) -> bool:
+        """Wait for an event (or a condition's notification) at most ``timeout`` seconds.
+
+        A thread that sleeps but must wake early when told waits here rather than on the
+        event itself, so a fake clock can run it in no real time.
+        """
+        return bool(waitable.wait(timeout))
 
 
 def poll_until(step: Callable[[], T | None], *, clock: Clock, timeout_s: float, what: str,

@@ -11,13 +11,13 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from deployer.base import errors
+from deployer.base.clock import Clock
 from deployer.base.home import deployer_home
 from deployer.base.processes import pid_alive
 from deployer.cloud.port import (
@@ -32,7 +32,8 @@ from deployer.cloud.port import (
     StackResult,
     TargetHealth,
 )
-from deployer.localcloud.state import CloudState, Store
+from deployer.localcloud.operations import OperationStatus
+from deployer.localcloud.state import CloudState, ImageState, Store
 from deployer.localcloud.supervisor import cloud_dir
 
 POLL_S = 0.2
@@ -50,7 +51,8 @@ def stack_name(strategy: str) -> str:
 class LocalCloud(CloudPort):
     name = "local"
 
-    def __init__(self, home: Path | None = None) -> None:
+    def __init__(self, home: Path | None = None, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
         self.home = home or deployer_home()
         self.dir = cloud_dir(self.home)
         self._url: str | None = None
@@ -77,13 +79,13 @@ class LocalCloud(CloudPort):
                               "--home", str(self.home)], stdin=subprocess.DEVNULL,
                              stdout=log_file, stderr=log_file, start_new_session=True,
                              close_fds=True, cwd="/")
-            deadline = time.monotonic() + START_TIMEOUT_S
+            deadline = self.clock.monotonic() + START_TIMEOUT_S
             while info is None:
-                if time.monotonic() > deadline:
+                if self.clock.monotonic() > deadline:
                     raise errors.CloudError(
                         "the local cloud supervisor did not start",
                         hint=f"see {self.dir / 'supervisor.log'}")
-                time.sleep(0.1)
+                self.clock.sleep(0.1)
                 info = self.supervisor_info()
         self._url = info["url"]
         return self._url
@@ -107,15 +109,15 @@ class LocalCloud(CloudPort):
 
     def _wait_gone(self, timeout: float) -> None:
         info_file = self.dir / "supervisor.json"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + timeout
+        while self.clock.monotonic() < deadline:
             try:
                 info = json.loads(info_file.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 return
             if not pid_alive(int(info.get("pid", 0))):
                 return
-            time.sleep(0.1)
+            self.clock.sleep(0.1)
 
     def _call_once(self, method: str, path: str, body: dict | None = None) -> Any:
         url = self.ensure_supervisor() + path
@@ -150,7 +152,7 @@ class LocalCloud(CloudPort):
             for e in current.get("events", []):
                 on_event(Event(**e))
             op_seen = current.get("events_total", op_seen)
-            if current["status"] != "running":
+            if current["status"] != OperationStatus.RUNNING:
                 if stack:
                     try:
                         for e in self._call("GET", f"/stacks/{stack}/events?after={seen}"):
@@ -158,10 +160,10 @@ class LocalCloud(CloudPort):
                                            status=e["status"], reason=e["reason"]))
                     except errors.NotFound:
                         pass
-                if current["status"] == "failed":
+                if current["status"] == OperationStatus.FAILED:
                     raise remote_error(current["error"])
                 return current["result"]
-            time.sleep(POLL_S)
+            self.clock.sleep(POLL_S)
 
     # -- the port ---------------------------------------------------------------------------
     def state(self) -> CloudState:
@@ -216,9 +218,9 @@ class LocalCloud(CloudPort):
             self._call_once("POST", "/shutdown")  # never start a supervisor to stop it
         except (_Unreachable, errors.CloudError):
             pass
-        deadline = time.monotonic() + timeout
-        while pid_alive(int(info["pid"])) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        deadline = self.clock.monotonic() + timeout
+        while pid_alive(int(info["pid"])) and self.clock.monotonic() < deadline:
+            self.clock.sleep(0.1)
         self._url = None
 
     def update_stack(self, strategy: str, parameters: dict[str, str],
@@ -258,7 +260,7 @@ class LocalCloud(CloudPort):
     def list_images(self) -> list[Image]:
         return [Image(image_id=i.image_id, name=i.name, release=i.tags.get("Release"),
                       size_bytes=i.size_bytes, created_at=i.created_at, tags=i.tags)
-                for i in self.state().images.values() if i.state == "available"]
+                for i in self.state().images.values() if i.state is ImageState.AVAILABLE]
 
     def images_in_use(self) -> set[str]:
         from deployer.localcloud.images.baking import images_in_state

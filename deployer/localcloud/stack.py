@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import string
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -30,6 +29,7 @@ from deployer.localcloud.compute.autoscaling import (
     AutoScalingGroup,
     CreationPolicy,
     GroupSettings,
+    HealthCheckType,
     LaunchTemplate,
     RollingUpdatePolicy,
     UpdateFailed,
@@ -40,17 +40,16 @@ from deployer.localcloud.compute.instances import (
     is_instance_alive,
     kill_instance_processes,
 )
+from deployer.localcloud.context import CloudContext
 from deployer.localcloud.database import DatabaseEndpoint, PostgresServer
 from deployer.localcloud.elb.loadbalancer import LoadBalancer, TargetGroupSettings
+from deployer.localcloud.elb.targetgroup import TargetHealthState
 from deployer.localcloud.state import (
     InstanceRecord,
     InstanceState,
     StackRecord,
     StackStatus,
 )
-
-if TYPE_CHECKING:
-    from deployer.localcloud.supervisor import Supervisor
 
 log = logs.get_logger(component="stack")
 REGION = "us-east-1"
@@ -85,18 +84,29 @@ class LoadBalancerTraffic:
     def wait_drained(self, instance_id: str, timeout: float) -> bool:
         return self.lb.wait_drained(instance_id, timeout)
 
-    def state_of(self, instance_id: str) -> str | None:
+    def state_of(self, instance_id: str) -> TargetHealthState | None:
         state = self.lb.states().get(instance_id)
-        return str(state.state.value) if state else None
+        return state.state if state else None
+
+
+class CodeDeployHooks(Protocol):
+    """What a stack asks of CodeDeploy: register its deployment groups, and give an instance
+    the group launches the last good revision before it goes in service."""
+
+    def register(self, runtime: StackRuntime, model: StackModel) -> None: ...
+    def before_in_service(self, runtime: StackRuntime, record: InstanceRecord) -> None: ...
 
 
 class StackRuntime:
-    """The running parts of one stack, owned by the supervisor."""
+    """The running parts of one stack, on the cloud's shared parts (``ctx``)."""
 
-    def __init__(self, supervisor: Supervisor, record: StackRecord) -> None:
-        self.sup = supervisor
+    def __init__(self, ctx: CloudContext, record: StackRecord, *,
+                 codedeploy: CodeDeployHooks | None = None) -> None:
+        self.ctx = ctx
+        self.clock = ctx.clock
+        self.codedeploy = codedeploy
         self.record = record
-        self.store = supervisor.store
+        self.store = ctx.store
         self.model: StackModel | None = None
         self.lb: LoadBalancer | None = None
         self.db: PostgresServer | None = None
@@ -132,7 +142,7 @@ class StackRuntime:
         with self.store.lock:
             self.record.status = status
             self.record.status_reason = reason
-            self.record.updated_at = time.time()
+            self.record.updated_at = self.clock.now()
         self.event(self.record.name, STACK_TYPE, status.value, reason)
 
     # -- the parts --------------------------------------------------------------------------
@@ -187,7 +197,7 @@ class StackRuntime:
                                     password=password)
                 self.store.save()
             self.event(logical_id, "AWS::RDS::DBInstance", "CREATE_IN_PROGRESS")
-            self.db = PostgresServer(self.sup.home, rec.name, int(rec.database["port"]))
+            self.db = PostgresServer(self.ctx.home, rec.name, int(rec.database["port"]))
             self.db.start()
             self.db_endpoint = self.db.ensure_database(str(rec.database["name"]),
                                                        str(rec.database["user"]),
@@ -207,7 +217,7 @@ class StackRuntime:
         # a silent target's answer and how long idle target connections are kept.
         idle_s = next((lb.idle_timeout_s for lb in model.load_balancers.values()), 60)
         self.lb = LoadBalancer(self.record.name, settings, port=self.record.load_balancer_port,
-                               idle_timeout_s=idle_s)
+                               idle_timeout_s=idle_s, clock=self.clock)
         self.lb.start()
         self.event(logical_id, "AWS::ElasticLoadBalancingV2::TargetGroup", "CREATE_COMPLETE",
                    f"listening on {self.lb.url}")
@@ -227,7 +237,7 @@ class StackRuntime:
             e = self.db_endpoint
             env.update(DB_TYPE="postgres", DB_HOST=e.host, DB_PORT=str(e.port), DB_NAME=e.name,
                        DB_USER=e.user, DB_PASSWORD=e.password)
-        return self.sup.launcher.instance_env(record, env)
+        return self.ctx.launcher.instance_env(record, env)
 
     def _group(self, model: StackModel, logical_id: str) -> AutoScalingGroup:
         spec = model.auto_scaling_groups[logical_id]
@@ -235,21 +245,26 @@ class StackRuntime:
             min_size=spec.min_size, max_size=spec.max_size,
             desired_capacity=spec.desired_capacity if spec.desired_capacity is not None
             else spec.min_size,
-            health_check_type=spec.health_check_type.value,
+            health_check_type=HealthCheckType(spec.health_check_type.value),
             health_check_grace_period_s=spec.health_check_grace_period_s,
         )
         group = self.groups.get(logical_id)
         if group is None:
             group = AutoScalingGroup(
                 stack=self.record, logical_id=logical_id, settings=settings, store=self.store,
-                launcher=self.sup.launcher, images=self.sup.images,
+                launcher=self.ctx.launcher, images=self.ctx.images,
                 traffic=LoadBalancerTraffic(self.lb) if self.lb else None,
                 instance_env=self.instance_env,
-                before_in_service=self.sup.codedeploy_hook(self),
+                before_in_service=self._before_in_service if self.codedeploy else None,
+                clock=self.clock,
             )
             self.groups[logical_id] = group
         group.settings = settings
         return group
+
+    def _before_in_service(self, record: InstanceRecord) -> None:
+        if self.codedeploy is not None:
+            self.codedeploy.before_in_service(self, record)
 
     def launch_template_of(self, model: StackModel, logical_id: str) -> LaunchTemplate:
         spec = model.auto_scaling_groups[logical_id]
@@ -268,11 +283,12 @@ class StackRuntime:
             self.model = model
             self.record.noecho = sorted(model.noecho_parameters)
             for bucket in model.buckets:
-                (self.sup.artifacts.dir / self._bucket_name(bucket)).mkdir(parents=True,
+                (self.ctx.artifacts.dir / self._bucket_name(bucket)).mkdir(parents=True,
                                                                            exist_ok=True)
             for name, value in model.ssm_parameters.items():
                 self.store.state.ssm[name] = value
-            self.sup.codedeploy_register(self, model)
+            if self.codedeploy and (model.deployment_groups or model.codedeploy_applications):
+                self.codedeploy.register(self, model)
             for logical_id, spec in model.auto_scaling_groups.items():
                 group = self._group(model, logical_id)
                 self.event(logical_id, "AWS::AutoScaling::AutoScalingGroup", "CREATE_IN_PROGRESS")
@@ -374,20 +390,20 @@ class StackRuntime:
     def teardown(self) -> None:
         """Delete every resource: instances, load balancer, database, buckets."""
         for record in list(self.store.state.live_instances(self.record.name)):
-            self.sup.launcher.terminate(record, grace_s=5.0)
-            self.sup.launcher.delete_root(record)
+            self.ctx.launcher.terminate(record, grace_s=5.0)
+            self.ctx.launcher.delete_root(record)
         if self.lb:
             self.lb.stop()
             self.lb = None
         if self.db is None and self.record.database:
-            self.db = PostgresServer(self.sup.home, self.record.name,
+            self.db = PostgresServer(self.ctx.home, self.record.name,
                                      int(self.record.database["port"]))
         if self.db:
             self.db.destroy()
             self.db = None
         if self.model:
             for bucket in self.model.buckets:
-                self.sup.artifacts.delete_bucket(self._bucket_name(bucket))
+                self.ctx.artifacts.delete_bucket(self._bucket_name(bucket))
 
     def delete(self) -> None:
         self.set_status(StackStatus.DELETE_IN_PROGRESS, "User Initiated")
@@ -416,7 +432,7 @@ class StackRuntime:
             else:
                 kill_instance_processes(record.instance_id, record.pid, grace_s=2.0)
                 record.state = InstanceState.TERMINATED
-                record.terminated_at = time.time()
+                record.terminated_at = self.clock.now()
                 self.event(record.group, "AWS::AutoScaling::AutoScalingGroup", "TERMINATED",
                            f"{record.instance_id} was lost while the supervisor was down")
         self.store.save()

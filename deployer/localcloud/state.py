@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from deployer.base.clock import Clock
 from deployer.cloud.port import StackStatus
 
 STATE_FILE_MODE = 0o600
@@ -40,6 +41,28 @@ class LifecycleState(StrEnum):
     TERMINATED = "Terminated"
 
 
+class HealthStatus(StrEnum):
+    """An instance's Auto Scaling health status."""
+
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+
+
+class SignalStatus(StrEnum):
+    """What cfn-signal said for an instance (``-e 0`` is SUCCESS)."""
+
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+class ImageState(StrEnum):
+    """EC2 image states (the subset the local cloud's images go through)."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    DEREGISTERED = "deregistered"
+
+
 class InstanceRecord(BaseModel):
     instance_id: str
     stack: str
@@ -49,15 +72,14 @@ class InstanceRecord(BaseModel):
     pid: int | None = None
     state: InstanceState = InstanceState.PENDING
     lifecycle: LifecycleState = LifecycleState.PENDING
-    health: str = "Healthy"  # Auto Scaling health status: Healthy | Unhealthy
+    health: HealthStatus = HealthStatus.HEALTHY
     image_id: str | None = None
     launch_template_version: str = ""
     release: str | None = None
     launched_at: float = Field(default_factory=time.time)
     in_service_at: float | None = None
     terminated_at: float | None = None
-    # cfn-signal: "SUCCESS" | "FAILURE" once received for this instance
-    signal: str | None = None
+    signal: SignalStatus | None = None  # once cfn-signal was received for this instance
     signal_reason: str = ""
 
 
@@ -65,7 +87,7 @@ class ImageRecord(BaseModel):
     image_id: str
     name: str
     root: str
-    state: str = "available"  # pending | available | deregistered
+    state: ImageState = ImageState.AVAILABLE
     size_bytes: int = 0
     files: int = 0
     created_at: float = Field(default_factory=time.time)
@@ -118,8 +140,9 @@ class CloudState(BaseModel):
 class Store:
     """The one place state is loaded and saved. Thread-safe inside the supervisor."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
+        self.clock = clock or Clock()
         self.lock = threading.RLock()
         self.state = self._load()
 
@@ -153,7 +176,7 @@ class Store:
     def add_event(self, stack: StackRecord, resource: str, resource_type: str, status: str,
                   reason: str = "") -> StackEvent:
         with self.lock:
-            event = StackEvent(seq=len(stack.events) + 1, at=time.time(), resource=resource,
+            event = StackEvent(seq=len(stack.events) + 1, at=self.clock.now(), resource=resource,
                                resource_type=resource_type, status=status, reason=reason)
             stack.events.append(event)
             self.save()

@@ -20,19 +20,26 @@ import os
 import signal
 import sys
 import threading
-import time
-import traceback
-import uuid
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from deployer.base import errors, logs
+from deployer.base.clock import Clock
 from deployer.localcloud.artifacts import ArtifactStore
+from deployer.localcloud.codedeploy.wiring import LocalCodeDeploy
 from deployer.localcloud.compute.instances import ImageStore, InstanceLauncher
+from deployer.localcloud.context import CloudContext
+from deployer.localcloud.images.baking import build_image_operation, deregister_image
+from deployer.localcloud.operations import Operation, Operations, error_payload
 from deployer.localcloud.stack import StackRuntime
-from deployer.localcloud.state import InstanceState, StackRecord, StackStatus, Store
+from deployer.localcloud.state import (
+    InstanceState,
+    SignalStatus,
+    StackRecord,
+    StackStatus,
+    Store,
+)
 
 log = logs.get_logger(component="supervisor")
 
@@ -45,60 +52,52 @@ def cloud_dir(home: Path) -> Path:
     return home / "localcloud"
 
 
-class Operation:
-    def __init__(self, kind: str, stack: str | None) -> None:
-        self.id = f"op-{uuid.uuid4().hex[:10]}"
-        self.kind = kind
-        self.stack = stack
-        self.status = "running"  # running | succeeded | failed
-        self.result: Any = None
-        self.error: dict | None = None
-        self.started_at = time.time()
-        self.pid_of_client: int | None = None
-
-    def view(self, events_after: int = 0) -> dict:
-        events = getattr(self, "events", [])
-        return {"id": self.id, "kind": self.kind, "stack": self.stack, "status": self.status,
-                "result": self.result, "error": self.error, "started_at": self.started_at,
-                "events": [e.model_dump() for e in events[events_after:]],
-                "events_total": len(events)}
-
-
-def error_payload(exc: BaseException) -> dict:
-    payload = {"type": type(exc).__name__, "message": str(exc)}
-    if not isinstance(exc, errors.DeployerError):
-        payload["traceback"] = traceback.format_exc()
-    return payload
-
-
 class Supervisor:
-    def __init__(self, home: Path) -> None:
+    """Builds the cloud's shared parts once (a :class:`CloudContext`) and runs the stacks,
+    CodeDeploy and image builds on it; none of them sees the supervisor itself."""
+
+    def __init__(self, home: Path, clock: Clock | None = None) -> None:
         self.home = home
         self.dir = cloud_dir(home)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.dir / "state.json")
+        self.clock = clock or Clock()
+        self.store = Store(self.dir / "state.json", clock=self.clock)
         self.bin_dir = self.dir / "bin"
         self.artifacts = ArtifactStore(home)
         self.images = ImageStore(home)
         self.stacks: dict[str, StackRuntime] = {}
-        self.operations: dict[str, Operation] = {}
-        self.stack_locks: dict[str, threading.Lock] = {}
+        self.operations = Operations(self.clock)
         self.server: ThreadingHTTPServer | None = None
-        self.launcher: InstanceLauncher | None = None  # type: ignore[assignment]
+        self.ctx: CloudContext | None = None  # built by serve(): the launcher needs our URL
         self.stopping = threading.Event()
-        self.codedeploy = None  # set by attach_codedeploy, if available
+        self.codedeploy: LocalCodeDeploy | None = None
+
+    def _context(self, url: str) -> CloudContext:
+        launcher = InstanceLauncher(self.home, url, self.bin_dir, clock=self.clock)
+        return CloudContext(home=self.home, dir=self.dir, store=self.store, launcher=launcher,
+                            images=self.images, artifacts=self.artifacts,
+                            operations=self.operations, clock=self.clock)
+
+    @property
+    def context(self) -> CloudContext:
+        if self.ctx is None:
+            raise errors.StateError("the local cloud supervisor is not serving yet")
+        return self.ctx
+
+    def _runtime_for(self, record: StackRecord) -> StackRuntime:
+        return StackRuntime(self.context, record, codedeploy=self.codedeploy)
 
     # -- lifecycle --------------------------------------------------------------------------
     def serve(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
         self.server.daemon_threads = True
         url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.launcher = InstanceLauncher(self.home, url, self.bin_dir)
+        self.ctx = self._context(url)
         write_instance_tools(self.bin_dir)
-        self.attach_codedeploy()
+        self.codedeploy = LocalCodeDeploy(self.ctx, self.stacks.get)
         self.recover()
         (self.dir / "supervisor.json").write_text(json.dumps(
-            {"pid": os.getpid(), "url": url, "started_at": time.time()}))
+            {"pid": os.getpid(), "url": url, "started_at": self.clock.now()}))
         log.info("supervisor.ready", url=url, pid=os.getpid())
         threading.Thread(target=self._tick, name="tick", daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
@@ -135,8 +134,7 @@ class Supervisor:
 
     def _busy(self) -> bool:
         """A live stack or a running operation keeps the supervisor up."""
-        return bool(self._live_stacks()) or any(op.status == "running"
-                                                for op in self.operations.values())
+        return bool(self._live_stacks()) or self.operations.running()
 
     def _shutdown_if_idle(self) -> None:
         """Exit when no live stack is left and nothing runs: no process stays behind."""
@@ -148,7 +146,7 @@ class Supervisor:
         for record in list(self.store.state.stacks.values()):
             if record.status is StackStatus.DELETE_COMPLETE:
                 continue
-            runtime = StackRuntime(self, record)
+            runtime = self._runtime_for(record)
             self.stacks[record.name] = runtime
             if record.status is StackStatus.ROLLBACK_COMPLETE:
                 continue  # listed until deleted, as on AWS; nothing of it runs
@@ -160,21 +158,20 @@ class Supervisor:
         live = self._live_stacks()
         for inst in self.store.state.instances.values():
             if inst.stack not in live and inst.state is not InstanceState.TERMINATED:
-                self.launcher.terminate(inst, grace_s=2.0)
+                self.context.launcher.terminate(inst, grace_s=2.0)
         self.store.save()
 
     def _tick(self) -> None:
-        idle_since = time.monotonic()
-        while not self.stopping.is_set():
-            time.sleep(1.0)
-            self.launcher.reap()
+        clock = self.clock
+        idle_since = clock.monotonic()
+        while not clock.wait(self.stopping, 1.0):
+            self.context.launcher.reap()
             if self._busy():
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > IDLE_EXIT_S:
+                idle_since = clock.monotonic()
+            elif clock.monotonic() - idle_since > IDLE_EXIT_S:
                 self._shutdown_if_idle()
             for runtime in list(self.stacks.values()):
-                lock = self.stack_locks.get(runtime.record.name)
-                if lock and lock.locked():
+                if self.operations.busy(runtime.record.name):
                     continue
                 try:
                     for group in runtime.groups.values():
@@ -183,54 +180,8 @@ class Supervisor:
                 except Exception as exc:  # keep the supervisor alive; the log says why
                     log.error("tick.failed", stack=runtime.record.name, reason=str(exc))
 
-    # -- CodeDeploy wiring (the service lives in codedeploy.py) ----------------------------
-    def attach_codedeploy(self) -> None:
-        try:
-            from deployer.localcloud.codedeploy.wiring import LocalCodeDeploy
-        except ImportError:
-            return
-        self.codedeploy = LocalCodeDeploy(self)
-
-    def codedeploy_register(self, runtime: StackRuntime, model) -> None:
-        if self.codedeploy and (model.deployment_groups or model.codedeploy_applications):
-            self.codedeploy.register(runtime, model)
-
-    def codedeploy_hook(self, runtime: StackRuntime) -> Callable | None:
-        if self.codedeploy is None:
-            return None
-        return lambda record: self.codedeploy.before_in_service(runtime, record)
-
-    # -- operations -------------------------------------------------------------------------
-    def start_operation(self, kind: str, stack: str | None, fn: Callable[[], Any]) -> Operation:
-        op = Operation(kind, stack)
-        if stack is not None:
-            lock = self.stack_locks.setdefault(stack, threading.Lock())
-            if not lock.acquire(blocking=False):
-                running = next((o for o in self.operations.values()
-                                if o.stack == stack and o.status == "running"), None)
-                age = f"{time.time() - running.started_at:.0f}s" if running else "?"
-                raise errors.LockedError(
-                    f"stack {stack} is busy with {running.kind if running else 'an operation'}"
-                    f" ({running.id if running else '?'}, running for {age})",
-                    hint="wait for it to finish, or follow it with 'deployer status'")
-        else:
-            lock = None
-        self.operations[op.id] = op
-
-        def run() -> None:
-            try:
-                op.result = fn()
-                op.status = "succeeded"
-            except BaseException as exc:  # reported to the client, never lost
-                op.status = "failed"
-                op.error = error_payload(exc)
-                log.error("operation.failed", op=op.id, kind=kind, reason=str(exc))
-            finally:
-                if lock:
-                    lock.release()
-
-        threading.Thread(target=run, name=f"{kind}-{op.id}", daemon=True).start()
-        return op
+    def start_operation(self, kind: str, stack: str | None, fn) -> Operation:
+        return self.operations.start(kind, stack, fn)
 
     def create_stack(self, strategy: str, template: str, parameters: dict[str, str]) -> Operation:
         name = f"etherpad-{strategy}"
@@ -244,7 +195,7 @@ class Supervisor:
         with self.store.lock:
             self.store.state.stacks[name] = record
             self.store.save()
-        runtime = StackRuntime(self, record)
+        runtime = self._runtime_for(record)
         self.stacks[name] = runtime
         return self.start_operation("create", name, runtime.create)
 
@@ -293,11 +244,12 @@ class Supervisor:
             if payload.get("resource") and payload["resource"] != record.group:
                 raise errors.NotFound(f"resource {payload['resource']} is not in stack "
                                       f"{record.stack}")
-            record.signal = "SUCCESS" if int(payload.get("exit_code", 0)) == 0 else "FAILURE"
+            record.signal = (SignalStatus.SUCCESS if int(payload.get("exit_code", 0)) == 0
+                             else SignalStatus.FAILURE)
             self.store.save()
         if stack:
-            reason = f"Received {record.signal} signal with UniqueId {instance_id}"
-            if record.signal == "FAILURE":
+            reason = f"Received {record.signal.value} signal with UniqueId {instance_id}"
+            if record.signal is SignalStatus.FAILURE:
                 # What an operator would read in the instance's console output.
                 tail = output_tail(Path(record.root))
                 reason += f"; cloud-init-output.log ends: {tail}" if tail else ""
@@ -343,7 +295,7 @@ class Supervisor:
             history = runtime.lb.history() if runtime.lb else []
             stack["health_history"] = [h.model_dump(mode="json") for h in history[-500:]]
         state["supervisor"] = {"pid": os.getpid()}
-        state["operations"] = [op.view() for op in self.operations.values()]
+        state["operations"] = self.operations.views()
         return state
 
 
@@ -462,11 +414,9 @@ def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -
                 raise errors.CloudError("CodeDeploy is not available in this local cloud")
             return sup.codedeploy.start_deployment(body).view()
         case "POST", ["images", "build"]:
-            from deployer.localcloud.images.baking import build_image_operation
-            return build_image_operation(sup, body).view()
+            return build_image_operation(sup.context, body).view()
         case "POST", ["images", "deregister"]:
-            from deployer.localcloud.images.baking import deregister_image
-            return deregister_image(sup, body["image_id"])
+            return deregister_image(sup.context, body["image_id"])
         case "POST", ["shutdown"]:
             threading.Thread(target=sup.shutdown, kwargs={"stop_stacks": bool(
                 body.get("delete_stacks"))}).start()
@@ -484,17 +434,18 @@ def main() -> None:
     # One supervisor per data dir: the lock is held for the process's whole life.
     lock_file = open(cloud_dir(home) / "supervisor.lock", "w")
     # A supervisor that is shutting down holds the lock for a moment: wait for the handover.
-    deadline = time.monotonic() + 30.0
+    clock = Clock()
+    deadline = clock.monotonic() + 30.0
     while True:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            if clock.monotonic() > deadline:
                 print("another supervisor is running for this data dir", file=sys.stderr)
                 sys.exit(0)
-            time.sleep(0.1)
-    Supervisor(home).serve()
+            clock.sleep(0.1)
+    Supervisor(home, clock).serve()
 
 
 if __name__ == "__main__":

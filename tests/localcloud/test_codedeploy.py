@@ -12,7 +12,7 @@ import pytest
 
 from deployer.base.errors import ConfigError, NotFound, StateError
 from deployer.localcloud.codedeploy.agent import LifecycleEventStatus, Revision
-from deployer.localcloud.codedeploy.model import BatchPlan, deployment_order
+from deployer.localcloud.codedeploy.model import BatchPlan, InstanceHealth, deployment_order
 from deployer.localcloud.codedeploy.service import (
     ALL_AT_ONCE,
     HALF_AT_A_TIME,
@@ -25,7 +25,6 @@ from deployer.localcloud.codedeploy.service import (
     DeploymentCreator,
     DeploymentGroup,
     DeploymentStatus,
-    InstanceHealth,
     InstanceStatus,
     MinimumHealthyHosts,
     MinimumHealthyHostsType,

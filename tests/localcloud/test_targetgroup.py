@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deployer.base.clock import Clock
 from deployer.base.errors import ConfigError, NotFound, StateError, UnsupportedProperty
 from deployer.localcloud.elb.targetgroup import (
     TargetGroup,
@@ -24,7 +25,7 @@ class FakeClock:
 
 
 def group(**settings) -> TargetGroup:
-    return TargetGroup("web", TargetGroupSettings(**settings), wall_clock=FakeClock())
+    return TargetGroup("web", TargetGroupSettings(**settings), clock=Clock(now=FakeClock()))
 
 
 def picks(tg: TargetGroup, count: int) -> list[str | None]:

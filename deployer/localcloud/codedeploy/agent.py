@@ -41,6 +41,7 @@ from deployer.appspec.reader import (
     OperatingSystem,
 )
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.processes import group_alive
 from deployer.localcloud.codedeploy.install import (
     BundleType,
@@ -161,9 +162,13 @@ class CodeDeployAgent:
     """The agent of one instance. One deployment at a time runs on it."""
 
     def __init__(self, instance: InstanceHandle, *, kill_grace_s: float = 3.0,
-                 effective_uid: Callable[[], int] = os.geteuid) -> None:
+                 effective_uid: Callable[[], int] = os.geteuid,
+                 clock: Clock | None = None) -> None:
         self.instance = instance
         self.kill_grace_s = kill_grace_s
+        # Hook timeouts bound real processes; the clock is injected all the same, so a test
+        # of the agent's bookkeeping can run on a fake one.
+        self.clock = clock or Clock()
         self._effective_uid = effective_uid
         self._lock = threading.Lock()
 
@@ -226,7 +231,7 @@ class _Run:
                     return False
                 record = LifecycleEventRecord(event=event,
                                               status=LifecycleEventStatus.IN_PROGRESS,
-                                              started_at=time.time())
+                                              started_at=self.agent.clock.now())
                 self.report(record.model_copy())
                 self.script_log.start_event()
                 try:
@@ -243,7 +248,7 @@ class _Run:
                     record.diagnostics = Diagnostics(
                         error_code=ErrorCode.UNKNOWN_ERROR, message=str(exc) or repr(exc),
                         log_tail=self.script_log.tail())
-                record.ended_at = time.time()
+                record.ended_at = self.agent.clock.now()
                 ignored = (record.status is LifecycleEventStatus.FAILED
                            and event in OLD_REVISION_EVENTS
                            and self.spec.ignore_application_stop_failures)
@@ -332,10 +337,11 @@ class _Run:
             env.update({"BUNDLE_BUCKET": artifact.bucket, "BUNDLE_KEY": artifact.key,
                         "BUNDLE_VERSION": artifact.version or "", "BUNDLE_ETAG": artifact.etag})
         # However the timeouts add up, one lifecycle event gets at most 3600 s of scripts.
-        event_deadline = time.monotonic() + MAX_EVENT_TIMEOUT_S
+        event_deadline = self.agent.clock.monotonic() + MAX_EVENT_TIMEOUT_S
         for hook in hooks:
+            hook_deadline = self.agent.clock.monotonic() + hook.timeout
             _ScriptRun(self.agent, hook, archive, env, self.script_log,
-                       deadline=min(time.monotonic() + hook.timeout, event_deadline)).run()
+                       deadline=min(hook_deadline, event_deadline)).run()
 
 
 class _ScriptRun:
@@ -344,7 +350,7 @@ class _ScriptRun:
     def __init__(self, agent: CodeDeployAgent, hook: Hook, archive: Path, env: dict[str, str],
                  script_log: _ScriptLog, *, deadline: float) -> None:
         self.deadline = deadline
-        self.limit_s = max(0, round(deadline - time.monotonic()))
+        self.limit_s = max(0, round(deadline - agent.clock.monotonic()))
         self.agent = agent
         self.hook = hook
         self.archive = archive
@@ -424,14 +430,14 @@ class _ScriptRun:
         for reader in readers:
             reader.start()
         try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            process.wait(timeout=max(0.0, deadline - self.agent.clock.monotonic()))
         except subprocess.TimeoutExpired:
             self.kill_group(process)
             raise self.fail(ErrorCode.SCRIPT_TIMED_OUT,
                             f"Script at specified location: {hook.location} failed to complete "
                             f"in {self.limit_s} seconds") from None
         for reader in readers:
-            reader.join(max(0.0, deadline - time.monotonic()))
+            reader.join(max(0.0, deadline - self.agent.clock.monotonic()))
         if any(reader.is_alive() for reader in readers):
             # Like the real agent, wait for the script's output to close, not just for the
             # script: a background process that kept stdout/stderr holds the event open.
@@ -459,12 +465,12 @@ class _ScriptRun:
             os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        grace_end = time.monotonic() + self.agent.kill_grace_s
-        while time.monotonic() < grace_end:
+        grace_end = self.agent.clock.monotonic() + self.agent.kill_grace_s
+        while self.agent.clock.monotonic() < grace_end:
             process.poll()
             if not group_alive(pgid):
                 break
-            time.sleep(0.05)
+            self.agent.clock.sleep(0.05)
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:

@@ -17,7 +17,6 @@ import os
 import secrets
 import string
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,19 +24,17 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, NotFound, StateError
 from deployer.cloud.port import DeploymentResult, Event, OnEvent
 from deployer.localcloud.codedeploy.agent import (
     CodeDeployAgent,
-    DeploymentSpec,
     InstanceHandle,
-    LifecycleEventRecord,
-    LifecycleEventStatus,
     Revision,
     TrafficControl,
-    lifecycle_events,
     read_revision_appspec,
 )
+from deployer.localcloud.codedeploy.deployment import AgentFactory, DeploymentRun
 from deployer.localcloud.codedeploy.model import (
     ALL_AT_ONCE,
     HALF_AT_A_TIME,
@@ -46,7 +43,6 @@ from deployer.localcloud.codedeploy.model import (
     Application,
     AutoRollbackConfiguration,
     AutoRollbackEvent,
-    BatchPlan,
     Deployment,
     DeploymentConfig,
     DeploymentCreator,
@@ -55,13 +51,9 @@ from deployer.localcloud.codedeploy.model import (
     DeploymentStatus,
     ErrorInformation,
     Fleet,
-    InstanceHealth,
     InstanceStatus,
-    InstanceTarget,
     MinimumHealthyHosts,
     MinimumHealthyHostsType,
-    RevisionRecord,
-    deployment_order,
 )
 
 __all__ = [
@@ -111,10 +103,15 @@ class CodeDeployService:
     """CodeDeploy for the local cloud. Deployments run in background threads."""
 
     def __init__(self, state_dir: Path, fleet: Fleet, *, kill_grace_s: float = 3.0,
-                 on_event: OnEvent | None = None) -> None:
+                 on_event: OnEvent | None = None, clock: Clock | None = None,
+                 agent: AgentFactory | None = None) -> None:
         self.dir = state_dir / "codedeploy"
         self.fleet = fleet
         self.kill_grace_s = kill_grace_s
+        self.clock = clock or Clock()
+        # How an instance's agent is made (the real one runs the hooks; tests pass a fake).
+        self.agent: AgentFactory = agent or (lambda instance: CodeDeployAgent(
+            instance, kill_grace_s=self.kill_grace_s, clock=self.clock))
         self.on_event = on_event
         self._lock = threading.RLock()
         self._instance_locks: dict[str, threading.Lock] = {}
@@ -137,7 +134,7 @@ class CodeDeployService:
                 deployment.error = ErrorInformation(
                     code=DeploymentErrorCode.INTERNAL_ERROR,
                     message="the local cloud stopped while this deployment was in progress")
-                deployment.ended_at = time.time()
+                deployment.ended_at = self.clock.now()
                 _write_json(file, deployment.model_dump_json(indent=1))
             self._deployments[deployment.deployment_id] = deployment
             done = threading.Event()
@@ -157,7 +154,8 @@ class CodeDeployService:
         with self._lock:
             if name in self._state.applications:
                 raise StateError(f"application {name} already exists")
-            app = Application(name=name, application_id=str(uuid.uuid4()), created_at=time.time())
+            app = Application(name=name, application_id=str(uuid.uuid4()),
+                              created_at=self.clock.now())
             self._state.applications[name] = app
             self._save_state()
             return app
@@ -321,7 +319,7 @@ class CodeDeployService:
 
     def wait(self, deployment_id: str, timeout: float | None = None) -> DeploymentResult:
         done = self._done_event(deployment_id)
-        if not done.wait(timeout):
+        if not self.clock.wait(done, timeout):
             raise CloudError(f"deployment {deployment_id} did not finish within {timeout} s")
         return self._result(deployment_id)
 
@@ -390,7 +388,7 @@ class CodeDeployService:
             deployment_group_name=group.name, deployment_group_id=group.group_id,
             revision=revision, deployment_config_name=config.name, creator=creator,
             ignore_application_stop_failures=ignore_application_stop_failures,
-            load_balancer=group.target_group is not None, created_at=time.time())
+            load_balancer=group.target_group is not None, created_at=self.clock.now())
         self._deployments[deployment.deployment_id] = deployment
         self._done[deployment.deployment_id] = threading.Event()
         self._save(deployment)
@@ -398,7 +396,7 @@ class CodeDeployService:
 
     # -- running -------------------------------------------------------------------------------
     def _emit(self, on_event: OnEvent | None, resource: str, status: str, reason: str = "") -> None:
-        event = Event(at=time.time(), source="deployment", resource=resource, status=status,
+        event = Event(at=self.clock.now(), source="deployment", resource=resource, status=status,
                       reason=reason)
         for callback in (on_event, self.on_event):
             if callback is None:
@@ -424,7 +422,7 @@ class CodeDeployService:
     def _run(self, deployment_id: str, instances: Sequence[InstanceHandle] | None,
              on_event: OnEvent | None, *, keep_done: bool = False) -> None:
         try:
-            _DeploymentRun(self, deployment_id, instances, on_event).execute()
+            DeploymentRun(self, deployment_id, instances, on_event).execute()
         except Exception as exc:
             log.exception("deployment crashed", deployment=deployment_id)
             with self._lock:
@@ -433,7 +431,7 @@ class CodeDeployService:
                     deployment.status = DeploymentStatus.FAILED
                     deployment.error = ErrorInformation(code=DeploymentErrorCode.INTERNAL_ERROR,
                                                         message=str(exc) or repr(exc))
-                    deployment.ended_at = time.time()
+                    deployment.ended_at = self.clock.now()
                     self._save(deployment)
             self._emit(on_event, deployment_id, DeploymentStatus.FAILED.value, str(exc))
         finally:
@@ -484,203 +482,3 @@ class CodeDeployService:
         """One deployment at a time per instance, whatever handle object the fleet passes."""
         with self._lock:
             return self._instance_locks.setdefault(instance_id, threading.Lock())
-
-
-class _DeploymentRun:
-    """One deployment across its instances, batch by batch."""
-
-    def __init__(self, service: CodeDeployService, deployment_id: str,
-                 instances: Sequence[InstanceHandle] | None, on_event: OnEvent | None) -> None:
-        self.service = service
-        self.lock = service._lock
-        self.deployment = service._deployments[deployment_id]
-        self.on_event = on_event
-        self.instances = instances
-        self.failures: list[str] = []  # "<instance>: <event>: <why>", in the order they failed
-        self.log = log.bind(deployment=deployment_id)
-
-    def emit(self, resource: str, status: str, reason: str = "") -> None:
-        self.service._emit(self.on_event, resource, status, reason)
-
-    def save(self) -> None:
-        self.service._save(self.deployment)
-
-    def execute(self) -> None:
-        d = self.deployment
-        with self.lock:
-            group = self.service._group(d.application_name, d.deployment_group_name)
-            group_snapshot = group.model_copy(deep=True)
-            config = self.service.deployment_config(d.deployment_config_name)
-            d.status = DeploymentStatus.IN_PROGRESS
-            d.started_at = time.time()
-            self.save()
-        self.emit(d.deployment_id, d.status.value, f"{d.revision.describe()} to "
-                                                   f"{d.deployment_group_name}")
-        instances = list(self.instances if self.instances is not None
-                         else self.service.fleet.instances(group_snapshot))
-        traffic = None
-        if group_snapshot.target_group is not None:
-            traffic = self.service.fleet.traffic_control(group_snapshot)
-            if traffic is None:
-                raise CloudError(f"deployment group {d.deployment_group_name} names target group "
-                                 f"{group_snapshot.target_group}, but the fleet has no load "
-                                 "balancer for it")
-        instances = deployment_order(instances, group_snapshot)
-        events = lifecycle_events(traffic is not None)
-        with self.lock:
-            d.load_balancer = traffic is not None
-            d.instances = {i.instance_id: InstanceTarget(
-                instance_id=i.instance_id,
-                lifecycle_events=[LifecycleEventRecord(event=e) for e in events])
-                for i in instances}
-            self.save()
-        plan = BatchPlan(config, len(instances))
-        if not instances:
-            return self.finish(DeploymentStatus.FAILED, DeploymentErrorCode.NO_INSTANCES,
-                               "the deployment group has no instances to deploy to")
-        if not plan.satisfiable:
-            return self.finish(DeploymentStatus.FAILED,
-                               DeploymentErrorCode.HEALTH_CONSTRAINTS_INVALID,
-                               f"{config.name} needs {plan.minimum} healthy instances of "
-                               f"{len(instances)}, so no instance can be taken offline")
-        pending = list(instances)
-        failed = succeeded = 0
-        while pending:
-            if d.stop_requested:
-                return self.finish_stopped()
-            size = plan.batch_size(failed)
-            if size == 0:
-                return self.finish(DeploymentStatus.FAILED, DeploymentErrorCode.HEALTH_CONSTRAINTS,
-                                   f"{failed} instance(s) failed; deploying to more would leave "
-                                   f"fewer than the {plan.minimum} healthy instances "
-                                   f"{config.name} requires")
-            batch, pending = pending[:size], pending[size:]
-            results = self.run_batch(batch, traffic)
-            succeeded += sum(results)
-            failed += len(results) - sum(results)
-        if d.stop_requested:
-            return self.finish_stopped()
-        if plan.succeeded(succeeded):
-            return self.finish(DeploymentStatus.SUCCEEDED, None, "")
-        return self.finish(DeploymentStatus.FAILED, DeploymentErrorCode.HEALTH_CONSTRAINTS,
-                           f"{succeeded} of {len(instances)} instances succeeded; {config.name} "
-                           f"needs at least {max(plan.minimum, 1)}")
-
-    def run_batch(self, batch: list[InstanceHandle], traffic: TrafficControl | None) -> list[bool]:
-        results: dict[str, bool] = {}
-        threads = [threading.Thread(target=self.run_instance, args=(i, traffic, results),
-                                    name=f"codedeploy-{i.instance_id}", daemon=True)
-                   for i in batch]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return [results.get(i.instance_id, False) for i in batch]
-
-    def run_instance(self, instance: InstanceHandle, traffic: TrafficControl | None,
-                     results: dict[str, bool]) -> None:
-        d = self.deployment
-        target_id = instance.instance_id
-        with self.lock:
-            target = d.instances[target_id]
-            target.status = InstanceStatus.IN_PROGRESS
-            target.started_at = time.time()
-            self.save()
-        self.emit(f"{d.deployment_id}/{target_id}", InstanceStatus.IN_PROGRESS.value)
-        spec = DeploymentSpec(deployment_id=d.deployment_id,
-                              application_name=d.application_name,
-                              deployment_group_name=d.deployment_group_name,
-                              deployment_group_id=d.deployment_group_id, revision=d.revision,
-                              ignore_application_stop_failures=d.ignore_application_stop_failures)
-
-        def report(record: LifecycleEventRecord) -> None:
-            with self.lock:
-                events = target.lifecycle_events
-                index = next(i for i, r in enumerate(events) if r.event is record.event)
-                events[index] = record
-                self.save()
-            if record.status is not LifecycleEventStatus.PENDING:
-                reasons = [record.diagnostics.message if record.diagnostics else "", record.note]
-                reason = " - ".join(r for r in reasons if r)
-                self.emit(f"{d.deployment_id}/{target_id}/{record.event.value}",
-                          record.status.value, reason)
-
-        agent = CodeDeployAgent(instance, kill_grace_s=self.service.kill_grace_s)
-        try:
-            with self.service._instance_lock(target_id):
-                ok = agent.run(spec, traffic=traffic, report=report,
-                               stop_requested=lambda: d.stop_requested)
-        except Exception as exc:
-            self.log.exception("agent crashed", instance=target_id)
-            ok = False
-            reason = str(exc)
-        else:
-            reason = self.failure_reason(target) if not ok else ""
-        results[target_id] = ok
-        with self.lock:
-            if not ok:
-                self.failures.append(f"{target_id}: {reason}")
-            target.status = InstanceStatus.SUCCEEDED if ok else InstanceStatus.FAILED
-            target.ended_at = time.time()
-            group = self.service._group(d.application_name, d.deployment_group_name)
-            health = group.instance_health.setdefault(target_id, InstanceHealth())
-            health.healthy = ok
-            health.revision = d.revision.identity if ok else None
-            self.service._save_state()
-            self.save()
-        self.emit(f"{d.deployment_id}/{target_id}", target.status.value, reason)
-
-    @staticmethod
-    def failure_reason(target: InstanceTarget) -> str:
-        for record in target.lifecycle_events:
-            if record.status is LifecycleEventStatus.FAILED and record.diagnostics and \
-                    not record.note:
-                return f"{record.event.value}: {record.diagnostics.message}"
-        return "stopped" if any(r.status is LifecycleEventStatus.SKIPPED
-                                for r in target.lifecycle_events) else ""
-
-    def finish_stopped(self) -> None:
-        self.finish(DeploymentStatus.STOPPED, DeploymentErrorCode.MANUAL_STOP,
-                    "the deployment was stopped on request")
-
-    def finish(self, status: DeploymentStatus, code: DeploymentErrorCode | None,
-               message: str) -> None:
-        d = self.deployment
-        if code is DeploymentErrorCode.HEALTH_CONSTRAINTS and self.failures:
-            message += f" (first failure: {self.failures[0]})"
-        skipped = []
-        with self.lock:
-            for target in d.instances.values():
-                if target.status is InstanceStatus.PENDING:
-                    skipped.append(target.instance_id)
-                    target.status = InstanceStatus.SKIPPED
-                    for record in target.lifecycle_events:
-                        record.status = LifecycleEventStatus.SKIPPED
-                        record.note = "the deployment ended before this instance's turn"
-            d.status = status
-            d.error = ErrorInformation(code=code, message=message) if code else None
-            d.ended_at = time.time()
-            group = self.service._group(d.application_name, d.deployment_group_name)
-            self.record_revision(group, status)
-            if status is DeploymentStatus.SUCCEEDED and d.creator is not \
-                    DeploymentCreator.AUTOSCALING:
-                group.last_successful_revision = d.revision
-                group.last_successful_deployment_id = d.deployment_id
-            self.service._save_state()
-            self.save()
-        for instance_id in skipped:
-            self.emit(f"{d.deployment_id}/{instance_id}", InstanceStatus.SKIPPED.value,
-                      "the deployment ended before this instance's turn")
-        self.log.info("deployment finished", status=status.value, reason=message)
-        self.emit(d.deployment_id, status.value, message)
-
-    def record_revision(self, group: DeploymentGroup, status: DeploymentStatus) -> None:
-        d = self.deployment
-        now = time.time()
-        for record in group.revisions:
-            if record.revision.identity == d.revision.identity:
-                record.last_used_at = now
-                record.last_status = status
-                return
-        group.revisions.append(RevisionRecord(revision=d.revision, first_used_at=now,
-                                              last_used_at=now, last_status=status))

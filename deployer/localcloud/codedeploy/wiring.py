@@ -8,13 +8,13 @@ before it goes in service, as with CodeDeploy's Auto Scaling lifecycle hook.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deployer.base import errors
 from deployer.cloud.port import Artifact, DeploymentResult, Event
-from deployer.localcloud.codedeploy.model import AutoRollbackEvent
+from deployer.localcloud.codedeploy.model import AutoRollbackEvent, DeploymentStatus
 from deployer.localcloud.codedeploy.service import (
     AutoRollbackConfiguration,
     CodeDeployService,
@@ -23,11 +23,10 @@ from deployer.localcloud.codedeploy.service import (
     MinimumHealthyHostsType,
     Revision,
 )
+from deployer.localcloud.context import CloudContext
+from deployer.localcloud.operations import Operation
+from deployer.localcloud.stack import StackRuntime
 from deployer.localcloud.state import InstanceRecord, InstanceState, LifecycleState
-
-if TYPE_CHECKING:
-    from deployer.localcloud.stack import StackRuntime
-    from deployer.localcloud.supervisor import Operation, Supervisor
 
 HEALTHY_TIMEOUT_S = 600.0
 
@@ -69,15 +68,19 @@ class TargetGroupTraffic:
 
 
 class LocalCodeDeploy:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.sup = supervisor
-        self.service = CodeDeployService(supervisor.dir, self)
+    """CodeDeploy on the cloud's shared parts; ``stack`` finds a running stack by name."""
+
+    def __init__(self, ctx: CloudContext,
+                 stack: Callable[[str], StackRuntime | None]) -> None:
+        self.ctx = ctx
+        self.stack = stack
+        self.service = CodeDeployService(ctx.dir, self, clock=ctx.clock)
 
     # -- Fleet ------------------------------------------------------------------------------
     def _runtime_of(self, group: DeploymentGroup) -> StackRuntime:
         stack = group.auto_scaling_groups[0].split("/", 1)[0] if group.auto_scaling_groups \
             else ""
-        runtime = self.sup.stacks.get(stack)
+        runtime = self.stack(stack)
         if runtime is None:
             raise errors.NotFound(f"deployment group {group.name} targets no running stack")
         return runtime
@@ -85,7 +88,7 @@ class LocalCodeDeploy:
     def instances(self, group: DeploymentGroup) -> list[Handle]:
         runtime = self._runtime_of(group)
         wanted = {key.split("/", 1)[1] for key in group.auto_scaling_groups}
-        return [self.handle(runtime, r) for r in self.sup.store.state.live_instances(
+        return [self.handle(runtime, r) for r in self.ctx.store.state.live_instances(
                     runtime.record.name)
                 if r.group in wanted and r.state is InstanceState.RUNNING
                 and r.lifecycle is LifecycleState.IN_SERVICE]
@@ -144,7 +147,7 @@ class LocalCodeDeploy:
             result = self.service.deploy_to_new_instance(
                 spec.application_name, spec.name, self.handle(runtime, record),
                 on_event=self._to_stack(runtime))
-            if result is not None and result.status != "Succeeded":
+            if result is not None and result.status != DeploymentStatus.SUCCEEDED:
                 raise errors.CloudError(f"deployment to new instance {record.instance_id} "
                                         f"failed: {result.reason}")
 
@@ -156,10 +159,13 @@ class LocalCodeDeploy:
         return emit
 
     def start_deployment(self, body: dict) -> Operation:
-        runtime = self.sup.runtime(body["stack"])
+        runtime = self.stack(body["stack"])
+        if runtime is None:
+            raise errors.NotFound(f"stack {body['stack']} does not exist",
+                                  hint="create it with 'deployer up --strategy ...'")
         spec = self._group_of(runtime)
         artifact = Artifact(**body["revision"])
-        revision = Revision(bundle=self.sup.artifacts.path_of(artifact), artifact=artifact)
+        revision = Revision(bundle=self.ctx.artifacts.path_of(artifact), artifact=artifact)
 
         def deploy() -> dict:
             result: DeploymentResult = self.service.deploy(
@@ -167,11 +173,11 @@ class LocalCodeDeploy:
                 ignore_application_stop_failures=bool(body.get("ignore_application_stop_failures")),
                 on_event=self._to_stack(runtime))
             release = body.get("release")
-            if release and result.status == "Succeeded":
+            if release and result.status == DeploymentStatus.SUCCEEDED:
                 for record in runtime.store.state.live_instances(runtime.record.name):
                     record.release = release
                 runtime.record.parameters["EtherpadVersion"] = release
                 runtime.store.save()
             return result.model_dump()
 
-        return self.sup.start_operation("deploy", runtime.record.name, deploy)
+        return self.ctx.operations.start("deploy", runtime.record.name, deploy)

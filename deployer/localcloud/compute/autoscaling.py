@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError
 from deployer.localcloud.compute.instances import (
     ImageStore,
@@ -28,10 +29,13 @@ from deployer.localcloud.compute.instances import (
     is_instance_alive,
     new_id,
 )
+from deployer.localcloud.elb.targetgroup import TargetHealthState
 from deployer.localcloud.state import (
+    HealthStatus,
     InstanceRecord,
     InstanceState,
     LifecycleState,
+    SignalStatus,
     StackRecord,
     Store,
 )
@@ -52,12 +56,19 @@ class LaunchTemplate:
         return digest[:12]
 
 
+class HealthCheckType(StrEnum):
+    """Whose health checks can make the group replace an instance."""
+
+    EC2 = "EC2"
+    ELB = "ELB"
+
+
 @dataclass(frozen=True)
 class GroupSettings:
     min_size: int
     max_size: int
     desired_capacity: int
-    health_check_type: str = "EC2"  # EC2 | ELB
+    health_check_type: HealthCheckType = HealthCheckType.EC2
     health_check_grace_period_s: float = 0.0
 
 
@@ -81,14 +92,15 @@ class CreationPolicy:
 def _failures(records: list[InstanceRecord]) -> str:
     """Why the instances that signalled FAILURE failed, from their console output."""
     said = [f"{r.instance_id}: {r.signal_reason}" for r in records
-            if r.signal == "FAILURE" and r.signal_reason]
+            if r.signal is SignalStatus.FAILURE and r.signal_reason]
     return f" [{'; '.join(said)}]" if said else ""
 
 
-def _victims(old: list[InstanceRecord], count: int) -> list[InstanceRecord]:
+def _victims(old: list[InstanceRecord], count: int,
+             is_alive: Callable[[InstanceRecord], bool]) -> list[InstanceRecord]:
     """Which old instances a batch retires: dead ones (crashed, killed) first, then unhealthy
     ones, oldest first. A dead instance still registered is what users hit as 502s."""
-    return sorted(old, key=lambda i: (is_instance_alive(i), i.health == "Healthy",
+    return sorted(old, key=lambda i: (is_alive(i), i.health is HealthStatus.HEALTHY,
                                       i.launched_at))[:count]
 
 
@@ -102,7 +114,7 @@ class TrafficPort:
     def register(self, instance_id: str, port: int) -> None: ...
     def deregister(self, instance_id: str) -> None: ...
     def wait_drained(self, instance_id: str, timeout: float) -> bool: ...
-    def state_of(self, instance_id: str) -> str | None: ...
+    def state_of(self, instance_id: str) -> TargetHealthState | None: ...
 
 
 class AutoScalingGroup:
@@ -110,7 +122,8 @@ class AutoScalingGroup:
                  store: Store, launcher: InstanceLauncher, images: ImageStore,
                  traffic: TrafficPort | None, instance_env: Callable[[InstanceRecord], dict],
                  before_in_service: Callable[[InstanceRecord], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock | None = None,
+                 is_alive: Callable[[InstanceRecord], bool] = is_instance_alive) -> None:
         self.stack = stack
         self.logical_id = logical_id
         self.settings = settings
@@ -120,7 +133,9 @@ class AutoScalingGroup:
         self.traffic = traffic
         self.instance_env = instance_env
         self.before_in_service = before_in_service
-        self.clock = clock
+        self.clock = clock or Clock()
+        # Whether an instance's processes still run (a fake in unit tests: no processes).
+        self.is_alive = is_alive
         self.suspended: set[str] = set()
         self.busy = threading.Lock()  # one activity (create, update, replacement) at a time
         self.launch_template: LaunchTemplate | None = None
@@ -146,6 +161,7 @@ class AutoScalingGroup:
             instance_id=new_id("i"), stack=self.stack.name, group=self.logical_id,
             root="", port=free_port(), image_id=template.image_id,
             launch_template_version=template.version, release=release,
+            launched_at=self.clock.now(),
         )
         record.root = str(self.launcher.root_of(record.instance_id))
         with self.store.lock:
@@ -159,7 +175,7 @@ class AutoScalingGroup:
         if self.before_in_service:
             self.before_in_service(record)
         record.lifecycle = LifecycleState.IN_SERVICE
-        record.in_service_at = time.time()
+        record.in_service_at = self.clock.now()
         self.store.save()
         if self.traffic:
             self.traffic.register(record.instance_id, record.port)
@@ -201,14 +217,15 @@ class AutoScalingGroup:
     def _wait_signals(self, records: list[InstanceRecord], needed: int,
                       timeout_s: float) -> tuple[int, int]:
         """Wait until ``needed`` SUCCESS signals, a failure makes it impossible, or timeout."""
-        deadline = self.clock() + timeout_s
+        deadline = self.clock.monotonic() + timeout_s
         while True:
             with self.store.lock:
-                ok = sum(1 for r in records if r.signal == "SUCCESS")
-                failed = sum(1 for r in records if r.signal == "FAILURE")
-            if ok >= needed or len(records) - failed < needed or self.clock() >= deadline:
+                ok = sum(1 for r in records if r.signal is SignalStatus.SUCCESS)
+                failed = sum(1 for r in records if r.signal is SignalStatus.FAILURE)
+            if ok >= needed or len(records) - failed < needed or \
+                    self.clock.monotonic() >= deadline:
                 return ok, failed
-            time.sleep(0.1)
+            self.clock.sleep(0.1)
 
     # -- rolling update ---------------------------------------------------------------------
     def rolling_update(self, new: LaunchTemplate, release: str | None,
@@ -247,7 +264,7 @@ class AutoScalingGroup:
                         f" ({'launch then terminate' if launch_first else 'terminate then launch'})")
             count = batch
             if not launch_first:
-                for victim in _victims(old, batch):
+                for victim in _victims(old, batch, self.is_alive):
                     self.terminate(victim, "rolling update")
                 # Replace only up to the desired capacity: a rollback that retires instances
                 # of a failed batch needs no replacements for them.
@@ -258,12 +275,13 @@ class AutoScalingGroup:
                 # Chosen now, not before the launch: one that died meanwhile goes first.
                 still_old = [i for i in self.instances()
                              if i.launch_template_version != new.version]
-                for victim in _victims(still_old, batch):
+                for victim in _victims(still_old, batch, self.is_alive):
                     self.terminate(victim, "rolling update")
         # Back to the desired capacity (launch-first may have left the group above it).
         surplus = len(self.instances()) - desired
         order = sorted(self.instances(), key=lambda i: (
-            i.launch_template_version == new.version, i.health == "Healthy", i.launched_at))
+            i.launch_template_version == new.version, i.health is HealthStatus.HEALTHY,
+            i.launched_at))
         for victim in order[:max(0, surplus)]:
             self.terminate(victim, "scale in to desired capacity")
 
@@ -272,7 +290,7 @@ class AutoScalingGroup:
         if not fresh:
             return
         if not policy.wait_on_resource_signals:
-            time.sleep(policy.pause_time_s)
+            self.clock.sleep(policy.pause_time_s)
             return
         needed = math.ceil(len(fresh) * policy.min_successful_instances_percent / 100)
         ok, failed = self._wait_signals(fresh, needed, policy.pause_time_s)
@@ -295,7 +313,7 @@ class AutoScalingGroup:
                 reason = self._unhealthy_reason(record)
                 if reason is None:
                     continue
-                record.health = "Unhealthy"
+                record.health = HealthStatus.UNHEALTHY
                 self.store.save()
                 if "ReplaceUnhealthy" in self.suspended or "HealthCheck" in self.suspended:
                     continue
@@ -307,14 +325,14 @@ class AutoScalingGroup:
             self.busy.release()
 
     def _unhealthy_reason(self, record: InstanceRecord) -> str | None:
-        if not is_instance_alive(record):
+        if not self.is_alive(record):
             return "instance stopped (EC2 status check failed)"
-        if self.settings.health_check_type != "ELB" or not self.traffic:
+        if self.settings.health_check_type is not HealthCheckType.ELB or not self.traffic:
             return None
-        since = time.time() - (record.in_service_at or record.launched_at)
+        since = self.clock.now() - (record.in_service_at or record.launched_at)
         if since < self.settings.health_check_grace_period_s:
             return None
-        if self.traffic.state_of(record.instance_id) == "unhealthy":
+        if self.traffic.state_of(record.instance_id) is TargetHealthState.UNHEALTHY:
             return "failed ELB health checks"
         return None
 

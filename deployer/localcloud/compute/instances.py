@@ -20,17 +20,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from deployer.base import logs
 from deployer.base.assets import asset_path
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, NotFound
 from deployer.base.fsutil import tree_size
 from deployer.base.processes import has_environ, pids_with_environ
 from deployer.cfn.parameters import PUBLIC_IMAGE_PARAMETERS
-from deployer.localcloud.state import ImageRecord, InstanceRecord, InstanceState
+from deployer.localcloud.state import ImageRecord, ImageState, InstanceRecord, InstanceState
 
 MARKER = "DEPLOYER_INSTANCE_ID"
 TERMINATE_GRACE_S = 10.0
@@ -93,8 +93,9 @@ def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:
 
 
 def kill_instance_processes(instance_id: str, pgid: int | None,
-                            grace_s: float = TERMINATE_GRACE_S) -> None:
+                            grace_s: float = TERMINATE_GRACE_S, clock: Clock | None = None) -> None:
     """SIGTERM to the group and every marked process; SIGKILL what remains after the grace."""
+    clock = clock or Clock()
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         if pgid:
             try:
@@ -102,9 +103,9 @@ def kill_instance_processes(instance_id: str, pgid: int | None,
             except (ProcessLookupError, PermissionError):
                 pass
         _signal_all(instance_pids(instance_id), sig)
-        deadline = time.monotonic() + wait_s
-        while instance_pids(instance_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = clock.monotonic() + wait_s
+        while instance_pids(instance_id) and clock.monotonic() < deadline:
+            clock.sleep(0.05)
         if not instance_pids(instance_id):
             return
 
@@ -112,7 +113,9 @@ def kill_instance_processes(instance_id: str, pgid: int | None,
 class InstanceLauncher:
     """Starts and stops instance processes. Pure mechanism: the Auto Scaling group decides."""
 
-    def __init__(self, home: Path, control_url: str, bin_dir: Path) -> None:
+    def __init__(self, home: Path, control_url: str, bin_dir: Path,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
         self.home = home
         self.control_url = control_url
         self.bin_dir = bin_dir
@@ -177,7 +180,7 @@ class InstanceLauncher:
         return proc.pid
 
     def terminate(self, record: InstanceRecord, grace_s: float = TERMINATE_GRACE_S) -> None:
-        kill_instance_processes(record.instance_id, record.pid, grace_s)
+        kill_instance_processes(record.instance_id, record.pid, grace_s, self.clock)
         child = self._children.pop(record.instance_id, None)
         if child is not None:
             try:
@@ -185,7 +188,7 @@ class InstanceLauncher:
             except subprocess.TimeoutExpired:
                 pass
         record.state = InstanceState.TERMINATED
-        record.terminated_at = time.time()
+        record.terminated_at = self.clock.now()
         log.info("instance.terminated", instance_id=record.instance_id)
 
     def reap(self) -> None:
@@ -232,7 +235,7 @@ class ImageStore:
 
     def deregister(self, image: ImageRecord) -> None:
         shutil.rmtree(self.dir / image.image_id, ignore_errors=True)
-        image.state = "deregistered"
+        image.state = ImageState.DEREGISTERED
 
     @staticmethod
     def require(images: dict[str, ImageRecord], image_id: str) -> ImageRecord | None:
@@ -240,7 +243,7 @@ class ImageStore:
         if image_id == BASE_IMAGE_ID:
             return None
         image = images.get(image_id)
-        if image is None or image.state != "available":
+        if image is None or image.state is not ImageState.AVAILABLE:
             raise NotFound(f"image {image_id} does not exist",
                            hint="see 'deployer images list' for the images there are")
         return image

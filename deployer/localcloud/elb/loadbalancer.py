@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, StateError
 from deployer.localcloud.elb import http1
 from deployer.localcloud.elb.targetgroup import (
@@ -99,8 +99,7 @@ class LoadBalancer:
 
     def __init__(self, name: str, settings: TargetGroupSettings | None = None, *,
                  host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time,
+                 clock: Clock | None = None,
                  connect_timeout_s: float = 10.0, idle_timeout_s: float = 60.0,
                  target_keepalive_s: float | None = None,
                  on_transition: Callable[[HealthTransition], None] | None = None) -> None:
@@ -111,12 +110,12 @@ class LoadBalancer:
                               "keep-alive not negative", location=f"load balancer {name}")
         self.name = name
         self.host = host
-        self.clock = clock
+        self.clock = clock or Clock()
         self.connect_timeout_s = connect_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.target_keepalive_s = target_keepalive_s
         self.group = TargetGroup(name, settings or TargetGroupSettings(),
-                                 wall_clock=wall_clock, on_transition=on_transition)
+                                 clock=self.clock, on_transition=on_transition)
         self.log = logs.get_logger(load_balancer=name)
         self._requested_port = port
         self._port = 0
@@ -195,8 +194,7 @@ class LoadBalancer:
         loop = self._running_loop()
         target = self.group.deregister(target_id)
         if target is not None:
-            loop.call_soon_threadsafe(self._start_draining, target,
-                                      self.group.settings.deregistration_delay_s)
+            loop.call_soon_threadsafe(self._start_draining, target)
 
     def update_settings(self, settings: TargetGroupSettings) -> None:
         """New health settings apply from each target's next check; a drain keeps its delay."""
@@ -233,13 +231,13 @@ class LoadBalancer:
         return self._wait(lambda: self.group.get(target_id) is None, timeout)
 
     def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = self.clock() + timeout
+        deadline = self.clock.monotonic() + timeout
         with self.group.changed:
             while not done():
-                left = deadline - self.clock()
+                left = deadline - self.clock.monotonic()
                 if left <= 0:
                     return False
-                self.group.changed.wait(min(left, 0.5))
+                self.clock.wait(self.group.changed, min(left, 0.5))
             return True
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -352,23 +350,20 @@ class LoadBalancer:
                 f"Health checks failed with these codes: [{status}]")
 
     # -- draining ---------------------------------------------------------------------------
-    def _start_draining(self, target: RegisteredTarget, delay: float) -> None:
+    def _start_draining(self, target: RegisteredTarget) -> None:
         links = self._links_of(target)
         if links.checker is not None:
             links.checker.cancel()
         for upstream in links.idle:
             upstream.abort()
         links.idle.clear()
-        self._spawn(self._drain(target, delay))
+        self._spawn(self._drain(target))
 
-    async def _drain(self, target: RegisteredTarget, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
-        if self.group.settings.drain_early_when_idle:
-            while target.in_flight and loop.time() < deadline:
-                await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
-        else:
-            await asyncio.sleep(delay)
+    async def _drain(self, target: RegisteredTarget) -> None:
+        # When the drain is over is the target group's rule; this only waits it out.
+        early = self.group.settings.drain_early_when_idle
+        while (left := self.group.drain_left(target)) > 0:
+            await asyncio.sleep(min(0.05, left) if early else left)
         # The delay is over: what is still in flight is cut, as the ALB does.
         self.group.forget(target)
         links = self._links.pop(target, None)

@@ -19,7 +19,6 @@ feeds it their results and asks it where to route.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +34,7 @@ from pydantic import (
 )
 
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import ConfigError, NotFound, StateError, UnsupportedProperty
 
 
@@ -236,6 +236,7 @@ class RegisteredTarget:
     failures: int = 0
     in_flight: int = 0
     removed: bool = False
+    drain_until: float = 0.0  # monotonic time the deregistration delay ends
 
     def view(self) -> TargetState:
         return TargetState(target_id=self.target_id, host=self.host, port=self.port,
@@ -251,11 +252,12 @@ class TargetGroup:
     """
 
     def __init__(self, name: str, settings: TargetGroupSettings, *,
-                 wall_clock: Callable[[], float] = time.time,
+                 clock: Clock | None = None,
                  on_transition: Callable[[HealthTransition], None] | None = None) -> None:
         self.name = name
         self.settings = settings
-        self.wall_clock = wall_clock
+        self.clock = clock or Clock()
+        self.wall_clock = self.clock.now
         self.on_transition = on_transition
         self.log = logs.get_logger(target_group=name)
         self._targets: dict[str, RegisteredTarget] = {}
@@ -295,9 +297,32 @@ class TargetGroup:
                                f"{self.name}", hint="check the target id")
             if target.state is TargetHealthState.DRAINING:
                 return None
+            # The delay in force now holds for this drain, whatever settings come later.
+            target.drain_until = self.clock.monotonic() + self.settings.deregistration_delay_s
             self._move(target, TargetHealthState.DRAINING, DEREGISTRATION_IN_PROGRESS,
                        "Target deregistration is in progress")
             return target
+
+    def drain_left(self, target: RegisteredTarget) -> float:
+        """Seconds until a draining target's deregistration completes (0: it is over).
+
+        With ``drain_early_when_idle`` a target with nothing in flight is done at once.
+        """
+        with self._lock:
+            if target.removed:
+                return 0.0
+            if self.settings.drain_early_when_idle and target.in_flight == 0:
+                return 0.0
+            return max(0.0, target.drain_until - self.clock.monotonic())
+
+    def expire_drains(self) -> list[RegisteredTarget]:
+        """Forget every draining target whose deregistration is over; return them."""
+        with self._lock:
+            over = [t for t in self._targets.values()
+                    if t.state is TargetHealthState.DRAINING and self.drain_left(t) <= 0]
+            for target in over:
+                self.forget(target)
+            return over
 
     def forget(self, target: RegisteredTarget) -> None:
         """The deregistration delay is over: the target is unused and leaves the group."""

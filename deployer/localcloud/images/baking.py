@@ -11,22 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deployer.base import errors
 from deployer.base.fsutil import tree_size
 from deployer.cloud.port import Event
 from deployer.localcloud.compute.instances import MARKER, kill_instance_processes, new_id
+from deployer.localcloud.context import CloudContext
 from deployer.localcloud.images.builder import LocalImageBuilder
-from deployer.localcloud.state import CloudState, ImageRecord, InstanceState
+from deployer.localcloud.operations import Operation
+from deployer.localcloud.state import CloudState, ImageRecord, ImageState, InstanceState
 from deployer.packer.template import load_packer_template
-
-if TYPE_CHECKING:
-    from deployer.localcloud.supervisor import Operation, Supervisor
 
 
 @dataclass
@@ -46,11 +43,12 @@ class LocalBuildHost:
         return proc.wait()
 
 
-def build_image(sup: Supervisor, template_path: Path, variables: dict[str, str],
+def build_image(ctx: CloudContext, template_path: Path, variables: dict[str, str],
                 on_event: Callable[[Event], None]) -> dict:
     template = load_packer_template(template_path, variables)
     build_id = new_id("i")  # the temporary build instance
-    build_dir = sup.home / "builds" / build_id
+    clock = ctx.clock
+    build_dir = ctx.home / "builds" / build_id
     root = build_dir / "root"
     for sub in ("tmp", "opt", "var/log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -64,20 +62,21 @@ def build_image(sup: Supervisor, template_path: Path, variables: dict[str, str],
                  "npm_config_registry", "NPM_CONFIG_REGISTRY", "ETHERPAD_CACHE_DIR"):
         if name in os.environ:
             env[name] = os.environ[name]
-    builder = LocalImageBuilder(template, build_dir / "work", on_event)
-    started = time.time()
+    builder = LocalImageBuilder(template, build_dir / "work", on_event, clock=clock.now,
+                                sleep=clock.sleep)
+    started = clock.now()
     on_event(Event(at=started, source="image", resource=build_id, status="build_started",
                    reason=f"{template_path.name} on a local build host"))
     try:
         builder.provision(LocalBuildHost(build_id, root, env))
     except BaseException:
-        kill_instance_processes(build_id, None, grace_s=2.0)
+        kill_instance_processes(build_id, None, grace_s=2.0, clock=clock)
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
-    kill_instance_processes(build_id, None, grace_s=2.0)
+    kill_instance_processes(build_id, None, grace_s=2.0, clock=clock)
     # The build host's disk becomes the image: a rename, no copy.
     image_id = new_id("ami")
-    image_dir = sup.images.dir / image_id
+    image_dir = ctx.images.dir / image_id
     image_dir.mkdir(parents=True)
     (root / "tmp").exists() and shutil.rmtree(root / "tmp")
     (root / "tmp").mkdir()
@@ -89,28 +88,30 @@ def build_image(sup: Supervisor, template_path: Path, variables: dict[str, str],
     if release:
         tags.setdefault("Release", release)
     record = ImageRecord(image_id=image_id, name=source.ami_name or image_id,
-                         root=str(image_dir / "root"), size_bytes=size, files=files, tags=tags)
-    with sup.store.lock:
-        sup.store.state.images[image_id] = record
-        sup.store.save()
+                         root=str(image_dir / "root"), size_bytes=size, files=files, tags=tags,
+                         created_at=clock.now())
+    with ctx.store.lock:
+        ctx.store.state.images[image_id] = record
+        ctx.store.save()
     manifest = builder.write_manifest(image_id, region="us-east-1")
     shutil.rmtree(build_dir, ignore_errors=True) if manifest is None else None
-    on_event(Event(at=time.time(), source="image", resource=image_id, status="available",
+    ended = clock.now()
+    on_event(Event(at=ended, source="image", resource=image_id, status=ImageState.AVAILABLE.value,
                    reason=f"{record.name}: {size / 1e6:.0f} MB, {files} files, "
-                          f"built in {time.time() - started:.1f}s"))
+                          f"built in {ended - started:.1f}s"))
     return {"image_id": image_id, "name": record.name, "release": release,
             "size_bytes": size, "created_at": record.created_at, "tags": tags}
 
 
-def build_image_operation(sup: Supervisor, body: dict) -> Operation:
+def build_image_operation(ctx: CloudContext, body: dict) -> Operation:
     template = Path(body["template"])
     variables = {str(k): str(v) for k, v in body.get("variables", {}).items()}
     # Bad variables or HCL fail the request itself, before anything is launched.
     load_packer_template(template, variables)
     events: list[Event] = []
-    op = sup.start_operation("bake", None, lambda: build_image(sup, template, variables,
-                                                               events.append))
-    op.events = events  # type: ignore[attr-defined]
+    op = ctx.operations.start("bake", None, lambda: build_image(ctx, template, variables,
+                                                                events.append))
+    op.events = events
     return op
 
 
@@ -125,19 +126,19 @@ def images_in_state(state: CloudState) -> set[str]:
     return used
 
 
-def images_in_use(sup: Supervisor) -> set[str]:
-    return images_in_state(sup.store.state)
+def images_in_use(ctx: CloudContext) -> set[str]:
+    return images_in_state(ctx.store.state)
 
 
-def deregister_image(sup: Supervisor, image_id: str) -> dict:
-    with sup.store.lock:
-        image = sup.store.state.images.get(image_id)
-        if image is None or image.state != "available":
+def deregister_image(ctx: CloudContext, image_id: str) -> dict:
+    with ctx.store.lock:
+        image = ctx.store.state.images.get(image_id)
+        if image is None or image.state is not ImageState.AVAILABLE:
             raise errors.NotFound(f"image {image_id} does not exist")
-        if image_id in images_in_use(sup):
+        if image_id in images_in_use(ctx):
             raise errors.StateError(f"image {image_id} is in use by a launch template or an "
                                     "instance", hint="release another image first")
-        sup.images.deregister(image)
-        del sup.store.state.images[image_id]
-        sup.store.save()
+        ctx.images.deregister(image)
+        del ctx.store.state.images[image_id]
+        ctx.store.save()
     return {"image_id": image_id, "deregistered": True}
