@@ -49,6 +49,7 @@ def stack_name(strategy: str) -> str:
 
 class LocalCloud(CloudPort):
     name = "local"
+    fetches_releases_on_this_machine = True  # instances and bakes run here
 
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or deployer_home()
