@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from deployer.base.errors import RolloutFailed
-from deployer.core.strategy import Prepared, ReleaseContext, Strategy
+from deployer.base.errors import RollbackFailed
+from deployer.core.strategy import (
+    Prepared,
+    PreparedKind,
+    ReleaseContext,
+    Strategy,
+    raise_if_rolled_back,
+)
 
 
 class CloudFormationStrategy(Strategy):
@@ -16,16 +22,22 @@ class CloudFormationStrategy(Strategy):
                 "EtherpadSource": ctx.source}
 
     def prepare(self, ctx: ReleaseContext) -> Prepared:
-        return Prepared(kind="none")
+        return Prepared(kind=PreparedKind.NONE)
 
     def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
         result = ctx.cloud.update_stack(
             self.name, {"EtherpadVersion": ctx.release, "EtherpadSource": ctx.source},
             ctx.on_event)
-        if result.rolled_back:
-            raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
+        raise_if_rolled_back(result)
 
-    def roll_back(self, ctx: ReleaseContext) -> None:
+    def roll_back(self, ctx: ReleaseContext) -> bool:
         previous = ctx.from_release
-        if previous:
-            ctx.cloud.update_stack(self.name, {"EtherpadVersion": previous}, ctx.on_event)
+        if not previous:
+            return False
+        result = ctx.cloud.update_stack(self.name, {"EtherpadVersion": previous}, ctx.on_event)
+        if result.rolled_back or result.status.endswith("_FAILED"):
+            raise RollbackFailed(f"the update back to {previous} did not complete: "
+                                 f"{result.reason or result.status}",
+                                 hint=f"check the stack {result.stack_name} and its instances")
+        return True
+

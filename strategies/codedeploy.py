@@ -6,9 +6,9 @@ import shutil
 import tarfile
 
 from deployer.base.assets import asset_path
-from deployer.base.errors import CloudError, RolloutFailed
+from deployer.base.errors import CloudError, RollbackFailed, RolloutFailed
 from deployer.cloud.port import Artifact, EnvironmentView
-from deployer.core.strategy import Prepared, ReleaseContext, Strategy
+from deployer.core.strategy import Prepared, PreparedKind, ReleaseContext, Strategy
 from deployer.etherpad.install import bundle_release
 from deployer.etherpad.sources import resolve_source
 
@@ -39,7 +39,8 @@ class CodeDeployStrategy(Strategy):
             for child in sorted(work.iterdir()):
                 tar.add(child, arcname=child.name)
         shutil.rmtree(work)
-        return Prepared(kind="revision", ref=str(archive), size_bytes=archive.stat().st_size,
+        return Prepared(kind=PreparedKind.REVISION, ref=str(archive),
+                        size_bytes=archive.stat().st_size,
                         details={"release": release, "commit": bundle.commit,
                                  "files": bundle.files})
 
@@ -52,11 +53,16 @@ class CodeDeployStrategy(Strategy):
     def _deploy(self, ctx: ReleaseContext, revision: Artifact, release: str) -> None:
         result = ctx.cloud.deploy_revision(
             self.name, revision, ctx.on_event, release=release,
-            ignore_application_stop_failures=bool(
-                ctx.options.get("ignore_application_stop_failures")))
+            ignore_application_stop_failures=ctx.options.ignore_application_stop_failures)
         if result.status == "Succeeded":
             return
-        if result.rollback_status == "Succeeded":
+        if result.rollback_failed:
+            raise RollbackFailed(
+                f"deployment {result.deployment_id} failed ({result.reason}) and so did "
+                f"CodeDeploy's rollback {result.rollback_deployment_id} "
+                f"({(result.rollback_status or 'unknown').lower()})",
+                hint="check the instances; redeploy the last good revision")
+        if result.rolled_back:
             raise RolloutFailed(f"deployment {result.deployment_id} failed and CodeDeploy "
                                 f"rolled back ({result.rollback_deployment_id}): {result.reason}")
         raise CloudError(f"deployment {result.deployment_id} {result.status.lower()}: "
@@ -73,6 +79,6 @@ class CodeDeployStrategy(Strategy):
     def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
         self._deploy(ctx, Artifact(**prepared.details["artifact"]), ctx.release)
 
-    def roll_back(self, ctx: ReleaseContext) -> None:
+    def roll_back(self, ctx: ReleaseContext) -> bool:
         # CodeDeploy's auto-rollback redeploys the last good revision itself.
-        return None
+        return False

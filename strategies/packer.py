@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from deployer.base.assets import asset_path
-from deployer.base.errors import RolloutFailed
-from deployer.core.strategy import Prepared, ReleaseContext, Strategy
+from deployer.core.strategy import (
+    Prepared,
+    PreparedKind,
+    ReleaseContext,
+    Strategy,
+    raise_if_rolled_back,
+)
 
 
 class PackerStrategy(Strategy):
@@ -21,7 +26,7 @@ class PackerStrategy(Strategy):
         variables = {"etherpad_version": release, "etherpad_source": ctx.source}
         image = ctx.cloud.build_image(asset_path("packer", "etherpad.pkr.hcl"), variables,
                                       ctx.on_event)
-        return Prepared(kind="image", ref=image.image_id, size_bytes=image.size_bytes,
+        return Prepared(kind=PreparedKind.IMAGE, ref=image.image_id, size_bytes=image.size_bytes,
                         details={"image_name": image.name})
 
     def prepare(self, ctx: ReleaseContext) -> Prepared:
@@ -30,9 +35,8 @@ class PackerStrategy(Strategy):
     def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
         result = ctx.cloud.update_stack(
             self.name, {"AMI": prepared.ref or "", "EtherpadVersion": ctx.release}, ctx.on_event)
-        if result.rolled_back:
-            raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
+        raise_if_rolled_back(result)
 
-    def roll_back(self, ctx: ReleaseContext) -> None:
+    def roll_back(self, ctx: ReleaseContext) -> bool:
         # CloudFormation rolls a failed update back itself; nothing to do by hand.
-        return None
+        return False

@@ -17,7 +17,6 @@ from typing import Any
 import boto3
 
 from deployer.aws import templates
-from deployer.base.clock import Clock
 from deployer.aws.codedeploy import Deployments
 from deployer.aws.errors import Caller
 from deployer.aws.images import Images
@@ -35,6 +34,7 @@ from deployer.aws.stacks import (
 from deployer.aws.storage import Storage
 from deployer.base import logs
 from deployer.base.assets import asset_path
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, DeployerError, NotFound, StateError
 from deployer.cloud.port import (
     Artifact,
@@ -76,6 +76,7 @@ def bundle_type(key: str) -> str:
 
 class AwsCloud(CloudPort):
     name = "aws"
+    fetches_releases_on_this_machine = False  # EC2 instances and Packer builders fetch them
 
     def __init__(self, session: boto3.Session | None = None, *, clock: Clock | None = None,
                  packer: PackerCli | None = None, caller: Caller | None = None,

@@ -16,7 +16,8 @@ that says what to fix and exit with a documented code::
     │   └── LockedError                exit 1   another run holds the environment
     └── RolloutFailed                  exit 4   rolled back (after RollbackFailed: exit 1)
 
-Exit code 3 is not an error: the run completed but the poller saw downtime.
+Exit code 3 is not an error: the run completed but the poller saw downtime; 130 is an
+interrupted run (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ExitStatus(IntEnum):
     USAGE = 2
     DOWNTIME = 3
     ROLLED_BACK = 4
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class DeployerError(Exception):

@@ -38,10 +38,49 @@ class StackStatus(StrEnum):
     DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
     DELETE_FAILED = "DELETE_FAILED"
     DELETE_COMPLETE = "DELETE_COMPLETE"
+    IMPORT_IN_PROGRESS = "IMPORT_IN_PROGRESS"
+    IMPORT_COMPLETE = "IMPORT_COMPLETE"
+    IMPORT_ROLLBACK_IN_PROGRESS = "IMPORT_ROLLBACK_IN_PROGRESS"
+    IMPORT_ROLLBACK_FAILED = "IMPORT_ROLLBACK_FAILED"
+    IMPORT_ROLLBACK_COMPLETE = "IMPORT_ROLLBACK_COMPLETE"
 
     @property
     def in_progress(self) -> bool:
         return self.endswith("_IN_PROGRESS")
+
+    @property
+    def gone(self) -> bool:
+        """No stack to release on: deleted, or a failed create (which can only be deleted)."""
+        return self in (StackStatus.ROLLBACK_COMPLETE, StackStatus.DELETE_COMPLETE)
+
+    @property
+    def rolled_back(self) -> bool:
+        """CloudFormation rolled the stack back (or tried to: see ``rollback_failed``)."""
+        return self in _ROLLBACK_STATES
+
+    @property
+    def rollback_failed(self) -> bool:
+        """The rollback itself failed: the stack needs a human (ContinueUpdateRollback)."""
+        return self in (StackStatus.ROLLBACK_FAILED, StackStatus.UPDATE_ROLLBACK_FAILED,
+                        StackStatus.IMPORT_ROLLBACK_FAILED)
+
+
+_ROLLBACK_STATES = frozenset({
+    StackStatus.ROLLBACK_IN_PROGRESS, StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED,
+    StackStatus.UPDATE_ROLLBACK_IN_PROGRESS, StackStatus.UPDATE_ROLLBACK_FAILED,
+    StackStatus.UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS,
+    StackStatus.UPDATE_ROLLBACK_COMPLETE, StackStatus.IMPORT_ROLLBACK_IN_PROGRESS,
+    StackStatus.IMPORT_ROLLBACK_FAILED, StackStatus.IMPORT_ROLLBACK_COMPLETE})
+
+
+def is_gone(status: str | None) -> bool:
+    """True for no stack at all (``None``) or one in a state :attr:`StackStatus.gone`."""
+    if status is None:
+        return True
+    try:
+        return StackStatus(status).gone
+    except ValueError:
+        return False
 
 
 class Event(BaseModel):
@@ -107,12 +146,16 @@ class EnvironmentView(BaseModel):
 
 class StackResult(BaseModel):
     stack_name: str
-    status: str  # e.g. UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, CREATE_COMPLETE
+    status: StackStatus  # e.g. UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, CREATE_COMPLETE
     reason: str = ""
 
     @property
     def rolled_back(self) -> bool:
-        return "ROLLBACK" in self.status
+        return self.status.rolled_back
+
+    @property
+    def rollback_failed(self) -> bool:
+        return self.status.rollback_failed
 
 
 class DeploymentResult(BaseModel):
@@ -122,11 +165,25 @@ class DeploymentResult(BaseModel):
     rollback_deployment_id: str | None = None
     rollback_status: str | None = None
 
+    @property
+    def rolled_back(self) -> bool:
+        """CodeDeploy's auto-rollback redeployed the last good revision."""
+        return self.rollback_status == "Succeeded"
+
+    @property
+    def rollback_failed(self) -> bool:
+        """An auto-rollback was started and did not succeed."""
+        return self.rollback_deployment_id is not None and self.rollback_status != "Succeeded"
+
 
 class CloudPort(ABC):
     """What a strategy may ask of a cloud."""
 
     name: str
+    # True when the cloud's instances and image builders run on this machine (the local
+    # cloud): a release source this machine cannot reach, they cannot reach either, so
+    # preflight checks it here. On AWS the cloud's machines fetch releases themselves.
+    fetches_releases_on_this_machine: bool
 
     # environments (one CloudFormation stack per strategy)
     @abstractmethod

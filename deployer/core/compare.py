@@ -29,24 +29,37 @@ import os
 import platform
 import shutil
 import sys
-import time
 from collections.abc import Callable
 
 import psutil
 from pydantic import BaseModel, Field
 
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import ConfigError, ExitStatus, UsageError
-from deployer.cloud.port import CloudPort, OnEvent
-from deployer.core.engine import PollerSettings, ReleaseRun, RunObserver, new_run_id, workdir_for
-from deployer.core.strategy import ReleaseContext, Strategy, load_strategy, strategy_names
+from deployer.cloud.port import CloudPort, OnEvent, is_gone
+from deployer.core.engine import (
+    MakePoller,
+    PollerSettings,
+    ReleaseRun,
+    RunObserver,
+    health_poller,
+    new_run_id,
+    workdir_for,
+)
+from deployer.core.strategy import (
+    ReleaseContext,
+    ReleaseOptions,
+    Strategy,
+    load_strategy,
+    strategy_names,
+)
 from deployer.report.floor import Floor, compute_floor, floor_config
 from deployer.report.history import History, RunKind, RunRole
-from deployer.report.release import ReleaseReport
+from deployer.report.release import Outcome, ReleaseReport, Verdict
 from deployer.report.rollout import RunMeasures, measure, spread
 
 DEFAULT_STRATEGIES = ("codedeploy", "cloudformation", "packer")
-_GONE = ("ROLLBACK_COMPLETE", "DELETE_COMPLETE")
 # Measures summarised over repetitions: (key in the strategy's "repeats", how to read it).
 _REPEATED: dict[str, Callable[[RunMeasures, Floor | None], float | None]] = {
     "total_s": lambda m, f: m.total_s,
@@ -89,7 +102,7 @@ class RunRecord(BaseModel):
     role: RunRole
     release: str
     from_release: str | None
-    outcome: str
+    outcome: Outcome
     zero_downtime: bool
     total_seconds: float
     failed_probes: int
@@ -98,7 +111,7 @@ class RunRecord(BaseModel):
 
 
 class CompareSummary(BaseModel):
-    outcome: str  # succeeded | downtime | rolled_back | failed
+    outcome: Verdict
     exit_code: int
     zero_downtime: bool
     seconds: float  # the whole compare, wall clock
@@ -168,26 +181,25 @@ def machine_info() -> dict:
     return info
 
 
-def exit_status(outcome: str) -> ExitStatus:
-    return {"succeeded": ExitStatus.SUCCESS, "downtime": ExitStatus.DOWNTIME,
-            "rolled_back": ExitStatus.ROLLED_BACK}.get(outcome, ExitStatus.ERROR)
+def exit_status(outcome: Verdict | str) -> ExitStatus:
+    return Verdict(outcome).exit_status
 
 
-def overall_outcome(reports: list[ReleaseReport], failed_resets: int = 0) -> str:
+# Worst first: the comparison's verdict is the worst of its runs'.
+_WORST_FIRST = (Verdict.FAILED, Verdict.ROLLED_BACK, Verdict.DOWNTIME, Verdict.SUCCEEDED)
+
+
+def overall_outcome(reports: list[ReleaseReport], failed_resets: int = 0) -> Verdict:
     """failed (any run failed, or an environment could not be reset) > rolled_back (any) >
     downtime (any failed probe) > succeeded."""
-    if failed_resets or any(r.outcome == "failed" for r in reports):
-        return "failed"
-    if any(r.outcome == "rolled_back" for r in reports):
-        return "rolled_back"
-    if any(not r.zero_downtime for r in reports):
-        return "downtime"
-    return "succeeded"
+    if failed_resets:
+        return Verdict.FAILED
+    verdicts = {Verdict.of(r.outcome, r.zero_downtime) for r in reports}
+    return next((v for v in _WORST_FIRST if v in verdicts), Verdict.SUCCEEDED)
 
 
 def _badness(report: ReleaseReport) -> int:
-    return {"failed": 3, "rolled_back": 2}.get(report.outcome, 1 if not report.zero_downtime
-                                                else 0)
+    return 3 - _WORST_FIRST.index(Verdict.of(report.outcome, report.zero_downtime))
 
 
 def representative(runs: list[tuple[ReleaseReport, RunMeasures]]) -> int:
@@ -220,7 +232,8 @@ class CompareRun:
                  on_event: OnEvent = lambda event: None,
                  observer: CompareObserver | None = None, history: History | None = None,
                  strategy_loader: Callable[[str], Strategy] = load_strategy,
-                 context_options: dict | None = None) -> None:
+                 context_options: ReleaseOptions | None = None, clock: Clock | None = None,
+                 make_poller: MakePoller = health_poller) -> None:
         if settings.repeat < 1:
             raise UsageError(f"--repeat must be at least 1, got {settings.repeat}",
                              hint="pass --repeat 1 or more")
@@ -230,14 +243,17 @@ class CompareRun:
         self.observer = observer or CompareObserver()
         self.history = history
         self.load_strategy = strategy_loader
-        self.options = context_options or {}
-        self.run_id = new_run_id()
+        self.options = context_options or ReleaseOptions()
+        self.clock = clock or Clock()
+        self.make_poller = make_poller
+        self.run_id = new_run_id(self.clock)
         self.log = logs.get_logger(compare=self.run_id)
 
     def _context(self, release: str, from_release: str | None) -> ReleaseContext:
         return ReleaseContext(release=release, from_release=from_release, cloud=self.cloud,
-                              workdir=workdir_for(self.cloud), on_event=self.on_event,
-                              source=self.settings.source, options=dict(self.options))
+                              workdir=workdir_for(self.cloud, self.clock),
+                              on_event=self.on_event, source=self.settings.source,
+                              options=self.options)
 
     def _release(self, strategy_name: str, release: str, from_release: str | None,
                  role: RunRole) -> ReleaseReport:
@@ -245,7 +261,8 @@ class CompareRun:
         ctx = self._context(release, from_release)
         try:
             report = ReleaseRun(strategy, ctx, poller=PollerSettings(hz=self.settings.hz),
-                                observer=self.observer).execute()
+                                observer=self.observer, clock=self.clock,
+                                make_poller=self.make_poller).execute()
         finally:
             # Bundles and build output were uploaded or registered: the scratch space can go.
             shutil.rmtree(ctx.workdir, ignore_errors=True)
@@ -257,14 +274,14 @@ class CompareRun:
     def _needs_reset(self, strategy_name: str) -> str | None:
         """The release the environment runs, when it is not the starting release."""
         view = self.cloud.describe_environment(strategy_name)
-        if view is None or view.stack_status in _GONE:
+        if view is None or is_gone(view.stack_status):
             return None
         current = view.release
         return current if current != self.settings.from_release else None
 
     def execute(self) -> Comparison:
         s = self.settings
-        started_at, started = time.time(), time.monotonic()
+        started_at, started = self.clock.now(), self.clock.monotonic()
         machine = machine_info()
         self.log.info("compare.start", release=s.release, from_release=s.from_release,
                       strategies=s.strategies, repeat=s.repeat)
@@ -299,7 +316,7 @@ class CompareRun:
                                                       RunRole.RESET, index, count)
                     reset = self._release(name, s.from_release, current, RunRole.RESET)
                     runs.append(_record(reset, repetition, RunRole.RESET))
-                    if reset.outcome != "succeeded":
+                    if reset.outcome is not Outcome.SUCCEEDED:
                         failed_resets += 1
                         notes.append(f"{name}, repetition {repetition}: the environment could "
                                      f"not be brought back to {s.from_release} "
@@ -321,7 +338,7 @@ class CompareRun:
             entry = strategy_entry(report, measures, floor, [(m, f) for _, m, f in results])
             outcomes: dict[str, int] = {}
             for r, _, _ in results:
-                key = r.outcome if r.outcome != "succeeded" or r.zero_downtime else "downtime"
+                key = Verdict.of(r.outcome, r.zero_downtime).value
                 outcomes[key] = outcomes.get(key, 0) + 1
             entry["outcomes"] = outcomes
             # A creation happens once, in the first repetition: keep its time apart from the
@@ -349,7 +366,7 @@ class CompareRun:
             summary=CompareSummary(
                 outcome=outcome, exit_code=int(exit_status(outcome)),
                 zero_downtime=all(r.zero_downtime for r in all_reports),
-                seconds=round(time.monotonic() - started, 3), ranking=ranking,
+                seconds=round(self.clock.monotonic() - started, 3), ranking=ranking,
                 per_strategy=per_strategy, notes=notes))
         if self.history is not None:
             self.history.record(comparison.model_dump(mode="json"), kind=RunKind.COMPARE)

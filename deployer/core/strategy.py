@@ -9,15 +9,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from deployer.base.assets import asset_path
-from deployer.base.errors import UsageError
-from deployer.cloud.port import CloudPort, EnvironmentView, OnEvent
+from deployer.base.errors import RollbackFailed, RolloutFailed, UsageError
+from deployer.cloud.port import CloudPort, EnvironmentView, OnEvent, StackResult, is_gone
 
 ENTRY_POINT_GROUP = "deployer.strategies"
+
+
+class ReleaseOptions(BaseModel):
+    """Strategy options a release run was given (CLI flags); unknown ones are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # CodeDeploy: carry on when the old revision's ApplicationStop script fails.
+    ignore_application_stop_failures: bool = False
 
 
 @dataclass
@@ -30,17 +42,32 @@ class ReleaseContext:
     workdir: Path
     on_event: OnEvent
     source: str = "github"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: ReleaseOptions = field(default_factory=ReleaseOptions)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, ReleaseOptions):  # a plain mapping of option values
+            self.options = ReleaseOptions.model_validate(self.options)
+
+
+class PreparedKind(StrEnum):
+    """What `prepare` built (the report's ``details.prepared.kind``)."""
+
+    REVISION = "revision"  # a CodeDeploy revision bundle in the artifact store
+    IMAGE = "image"  # a machine image (AMI)
+    NONE = "none"  # nothing to build
 
 
 @dataclass
 class Prepared:
     """What `prepare` produced: a revision bundle, an image, or nothing to build."""
 
-    kind: str  # "revision" | "image" | "none"
+    kind: PreparedKind
     ref: str | None = None
     size_bytes: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kind = PreparedKind(self.kind)  # a plug-in may say "image"; an unknown kind fails
 
 
 class Strategy(ABC):
@@ -66,8 +93,7 @@ class Strategy(ABC):
         asked: the report says what the release started from.
         """
         view = ctx.cloud.describe_environment(self.name)
-        if view is not None and view.stack_status not in ("ROLLBACK_COMPLETE",
-                                                          "DELETE_COMPLETE"):
+        if view is not None and not is_gone(view.stack_status):
             ctx.from_release = view.release or ctx.from_release
             return view
         if ctx.from_release is None:
@@ -89,10 +115,10 @@ class Strategy(ABC):
         from deployer.etherpad.preflight import check_releases
 
         view = ctx.cloud.describe_environment(self.name)
-        creating = view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE")
+        creating = view is None or is_gone(view.stack_status)
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
-        if ctx.cloud.name == "local" or self.release_fetched_here:
+        if ctx.cloud.fetches_releases_on_this_machine or self.release_fetched_here:
             check_releases(ctx.source,
                            [ctx.release, *([ctx.from_release] if creating else [])])
 
@@ -101,11 +127,29 @@ class Strategy(ABC):
 
     @abstractmethod
     def roll_out(self, ctx: ReleaseContext, prepared: Prepared) -> None:
-        """Roll the release out; raise RolloutFailed if the cloud rolled it back."""
+        """Roll the release out; raise RolloutFailed if the cloud rolled it back, and
+        RollbackFailed if the cloud's own rollback failed too."""
 
     @abstractmethod
-    def roll_back(self, ctx: ReleaseContext) -> None:
-        """Restore the previous release (used when the rollout failed without rolling back)."""
+    def roll_back(self, ctx: ReleaseContext) -> bool:
+        """Restore the previous release (used when the rollout failed without rolling back).
+
+        True when something was restored; False when there was nothing to do by hand (the
+        cloud rolls back itself, or there is no previous release): the run is then not
+        reported as rolled back.
+        """
+
+
+def raise_if_rolled_back(result: StackResult) -> None:
+    """A stack update CloudFormation rolled back is RolloutFailed; one whose rollback failed
+    too (UPDATE_ROLLBACK_FAILED) is RollbackFailed."""
+    if result.rollback_failed:
+        raise RollbackFailed(f"stack update failed and so did its rollback: "
+                             f"{result.reason or result.status}",
+                             hint=f"continue the rollback of {result.stack_name} "
+                                  "(ContinueUpdateRollback) and check the instances")
+    if result.rolled_back:
+        raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
 
 
 def strategy_names() -> list[str]:

@@ -50,6 +50,7 @@ def stack_name(strategy: str) -> str:
 
 class LocalCloud(CloudPort):
     name = "local"
+    fetches_releases_on_this_machine = True  # instances and bakes run here
 
     def __init__(self, home: Path | None = None, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()

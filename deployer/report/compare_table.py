@@ -7,6 +7,7 @@ report print the very same table. With repetitions a cell reads ``median (min–
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deployer.base.errors import DeployerError
 from deployer.report.floor import Floor, compute_floor, floor_config
@@ -71,16 +72,17 @@ class StrategyView:
                    entry.get("environment_created_s"))
 
     @classmethod
-    def from_report(cls, report: ReleaseReport) -> StrategyView:
-        """From a single release report: measured again, floor from today's stack template."""
-        from deployer.core.strategy import load_strategy
-
+    def from_report(cls, report: ReleaseReport,
+                    stack_template: Path | None = None) -> StrategyView:
+        """From a single release report: measured again, floor from ``stack_template`` (the
+        strategy's stack template, which the caller knows; without it, no floor)."""
         measures = measure(report)
-        try:
-            config = floor_config(load_strategy(report.strategy).stack_template())
-            floor = compute_floor(config, measures)
-        except DeployerError:
-            floor = None
+        floor = None
+        if stack_template is not None:
+            try:
+                floor = compute_floor(floor_config(stack_template), measures)
+            except DeployerError:
+                floor = None
         return cls(report.strategy, report, measures, floor)
 
 

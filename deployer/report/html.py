@@ -231,7 +231,7 @@ def timeline_svg(view: StrategyView) -> str:
                title=f"answer latency per pixel column, top of the lane {top:.0f} ms")
     parts.append(f'<rect x="{LEFT}" y="{y}" width="{PLOT}" height="32" fill="#fafafa"/>')
     columns: dict[int, float] = {}
-    for sent, outcome, _version, latency in r.timeline:
+    for sent, _outcome, _version, latency in r.timeline:
         column = int(axis.x(sent))
         columns[column] = max(columns.get(column, 0.0), latency)
     if columns:
@@ -493,9 +493,13 @@ def runs_table(runs) -> str:
             f"<th>failed probes</th><th>run id</th></tr>{rows}</table>")
 
 
-def render_release(report, *, machine: dict | None = None) -> str:
-    """The report of one `deployer release` run (a :class:`deployer.report.release.ReleaseReport`)."""
-    view = StrategyView.from_report(report)
+def render_release(report, *, machine: dict | None = None,
+                   stack_template: Path | None = None) -> str:
+    """The report of one `deployer release` run (a :class:`deployer.report.release.ReleaseReport`).
+
+    ``stack_template`` is the strategy's stack template, for the floor (none without it).
+    """
+    view = StrategyView.from_report(report, stack_template)
     r = report
     subtitle = (f"{_badge(r.outcome, r.zero_downtime)} {_e(r.from_release)} → {_e(r.release)} "
                 f"via {_e(r.strategy)} on {_e(r.target)} · {r.total_seconds:.1f} s")

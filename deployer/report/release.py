@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 from xml.etree import ElementTree as ET
 
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from deployer.base.errors import ExitStatus
 from deployer.measure.analysis import ProbeAnalysis
+
+
+class Outcome(StrEnum):
+    """How a release run ended (the report's ``outcome``)."""
+
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"  # the rollout failed and the previous release was restored
+    FAILED = "failed"
+
+
+class Verdict(StrEnum):
+    """An outcome with the poller's word on it: what ``release`` and ``compare`` exit with."""
+
+    SUCCEEDED = "succeeded"  # and zero downtime
+    DOWNTIME = "downtime"  # the release succeeded, but a probe failed
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+    @classmethod
+    def of(cls, outcome: Outcome | str, zero_downtime: bool) -> Verdict:
+        if outcome == Outcome.SUCCEEDED:
+            return cls.SUCCEEDED if zero_downtime else cls.DOWNTIME
+        return cls(outcome)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """The one outcome → exit code mapping (README, "Exit codes")."""
+        return _EXIT_STATUS[self]
+
+
+_EXIT_STATUS = {Verdict.SUCCEEDED: ExitStatus.SUCCESS, Verdict.DOWNTIME: ExitStatus.DOWNTIME,
+                Verdict.ROLLED_BACK: ExitStatus.ROLLED_BACK, Verdict.FAILED: ExitStatus.ERROR}
 
 
 class PhaseTiming(BaseModel):
@@ -28,7 +61,7 @@ class ReleaseReport(ProbeAnalysis):
     release: str
     from_release: str | None
     target: str
-    outcome: Literal["succeeded", "rolled_back", "failed"]
+    outcome: Outcome
     phases: list[PhaseTiming]
     total_seconds: float
     served_versions: list[str] = Field(default_factory=list)
@@ -120,7 +153,8 @@ def print_probe_table(a: ProbeAnalysis, console: Console) -> None:
         table.add_row(f"version {v.version}",
                       f"{v.count} answers, {v.first_s:.2f}s → {v.last_s:.2f}s")
     table.add_row("mixed-version window", f"{a.mixed_window_ms:.0f} ms")
-    table.add_row("scheduling jitter p50 / p99", f"{a.jitter.p50_ms:.1f} / {a.jitter.p99_ms:.1f} ms")
+    table.add_row("scheduling jitter p50 / p99",
+                  f"{a.jitter.p50_ms:.1f} / {a.jitter.p99_ms:.1f} ms")
     console.print(table)
 
 
