@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 
-from deployer.base.clock import Clock
 from deployer.aws.codedeploy import Deployments
 from deployer.aws.errors import Caller
 from deployer.aws.stacks import StackEventFollower, follow_operation
+from deployer.base.clock import Clock
 
 
 class VirtualClock(Clock):

@@ -59,8 +59,8 @@ def main() -> None:
         subprocess.run(["sync"])
         ours, baseline = [], []
         for run in range(args.runs):
-            ours.append(timed(lambda: clone_tree(image, work / f"i-{run}")))
-            baseline.append(timed(lambda: subprocess.run(
+            ours.append(timed(lambda run=run: clone_tree(image, work / f"i-{run}")))
+            baseline.append(timed(lambda run=run: subprocess.run(
                 ["cp", "-a", str(image), str(work / f"copy-{run}")], check=True)))
             shutil.rmtree(work / f"i-{run}")
             shutil.rmtree(work / f"copy-{run}")

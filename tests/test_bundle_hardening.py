@@ -161,7 +161,7 @@ def test_a_zip_whose_sizes_lie_is_refused_not_unpacked_in_full(tmp_path: Path, m
         assert zf.getinfo("app/data.bin").file_size == 10
     monkeypatch.setattr(codedeploy_install, "MAX_BUNDLE_BYTES", 100_000)
     archive = tmp_path / "deployment-archive"
-    with pytest.raises(ConfigError, match="cannot be unpacked|more than"):
+    with pytest.raises(ConfigError, match=r"cannot be unpacked|more than"):
         unpack_bundle(Revision(bundle=path), archive)
     assert not archive.exists()
 
@@ -171,7 +171,7 @@ def test_an_oversized_appspec_is_refused(tmp_path: Path, monkeypatch):
     path = tmp_path / "big.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("appspec.yml", APPSPEC + b"#" * 5000 + b"\n")
-    with pytest.raises(ConfigError, match="appspec.yml in the bundle is 5,024 bytes"):
+    with pytest.raises(ConfigError, match=r"appspec.yml in the bundle is 5,024 bytes"):
         read_revision_appspec(Revision(bundle=path))
 
 
@@ -196,7 +196,7 @@ def test_a_truncated_archive_is_a_config_error(tmp_path: Path):
     cut = tmp_path / "cut.tgz"
     cut.write_bytes(good.read_bytes()[:50_000])
     archive = tmp_path / "deployment-archive"
-    with pytest.raises(ConfigError, match="cannot be (read|unpacked)"):
+    with pytest.raises(ConfigError, match=r"cannot be (read|unpacked)"):
         read_revision_appspec(Revision(bundle=cut))
         unpack_bundle(Revision(bundle=cut), archive)
     assert not archive.exists()

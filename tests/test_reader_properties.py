@@ -175,7 +175,7 @@ cfn_values = st.recursive(scalars, lambda inner: st.one_of(
     intrinsics(inner), st.lists(inner, max_size=3),
     st.dictionaries(st.one_of(st.sampled_from(PROPERTIES), st.text(max_size=6)), inner,
                     max_size=4)), max_leaves=15)
-parameters = st.dictionaries(st.sampled_from(NAMES[:7] + ["Bad-Name", ""]), st.one_of(
+parameters = st.dictionaries(st.sampled_from([*NAMES[:7], "Bad-Name", ""]), st.one_of(
     scalars, st.fixed_dictionaries({"Type": st.one_of(st.sampled_from(
         ["String", "Number", "List<Number>", "CommaDelimitedList", "AWS::EC2::Image::Id",
          "AWS::SSM::Parameter::Value<String>", "Bogus"]), scalars)}, optional={
@@ -183,7 +183,7 @@ parameters = st.dictionaries(st.sampled_from(NAMES[:7] + ["Bad-Name", ""]), st.o
         "AllowedPattern": st.one_of(scalars, st.sampled_from(["[", "^a+$", "(?P<"])),
         "NoEcho": scalars, "MinValue": scalars, "MaxValue": scalars, "MinLength": scalars,
         "MaxLength": scalars})), max_size=3)
-resources = st.dictionaries(st.sampled_from(NAMES[:7] + ["Bad-Name"]), st.one_of(
+resources = st.dictionaries(st.sampled_from([*NAMES[:7], "Bad-Name"]), st.one_of(
     scalars, st.fixed_dictionaries({"Type": st.one_of(st.sampled_from(TYPES), scalars)},
                                    optional={
         "Properties": st.one_of(scalars, st.dictionaries(st.sampled_from(PROPERTIES),
@@ -225,7 +225,7 @@ def _load(text: str, suffix: str, parameters: dict) -> None:
                  templates.map(lambda t: (json.dumps(t, default=str), ".json")),
                  st.one_of(*[mutated(t) for t in REAL_TEMPLATES]).map(lambda t: (t, ".yaml")),
                  st.text(max_size=200).map(lambda t: (t, ".yaml"))),
-       st.dictionaries(st.sampled_from(NAMES[:7] + ["AMI", "EtherpadVersion"]),
+       st.dictionaries(st.sampled_from([*NAMES[:7], "AMI", "EtherpadVersion"]),
                        st.text(max_size=8), max_size=3))
 def test_template_reader_raises_only_config_errors(source, parameters):
     text, suffix = source
@@ -252,7 +252,7 @@ hcl_expr = st.recursive(
         st.builds(lambda c, a, b: f"{c} ? {a} : {b}", inner, inner, inner),
         st.builds(lambda a, i: f"{a}[{i}]", inner, inner),
         st.builds(lambda a: f"[{', '.join(a)}]", st.lists(inner, max_size=3)),
-        st.builds(lambda k, v: "{ " + " ".join(f"{x} = {y}" for x, y in zip(k, v)) + " }",
+        st.builds(lambda k, v: "{ " + " ".join(f"{x} = {y}" for x, y in zip(k, v, strict=False)) + " }",
                   st.lists(ident, max_size=2), st.lists(inner, max_size=2)),
         st.builds(lambda a: f"!{a}", inner), st.builds(lambda a: f"-{a}", inner),
         st.builds(lambda a: f"({a})", inner),

@@ -115,7 +115,7 @@ def test_database_credentials_are_generated_and_resolved_never_written(name: str
         assert generate["GenerateStringKey"] == "password"
         assert int(generate.get("PasswordLength", 32)) >= 20
     # No parameter can carry a password around the secret.
-    for pname, spec in (doc.get("Parameters") or {}).items():
+    for pname, _spec in (doc.get("Parameters") or {}).items():
         assert "password" not in pname.lower() and "secret" not in pname.lower(), pname
 
 

@@ -13,9 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from deployer.base.clock import Clock, poll_until
 from deployer.aws.errors import Caller
 from deployer.base import logs
+from deployer.base.clock import Clock, poll_until
 from deployer.base.errors import CloudError, DeployerError
 from deployer.cloud.port import DeploymentResult, Event, OnEvent
 

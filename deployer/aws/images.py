@@ -8,6 +8,7 @@ go on costing money unseen.
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -35,10 +36,10 @@ class Images:
         self.caller = caller
         self.ec2 = ec2
 
-    def _describe(self, **filters: Any) -> list[dict]:
+    def _describe(self, **filters: Any) -> builtins.list[dict]:
         return list(self.caller.pages(self.ec2, "describe_images", "Images", **filters))
 
-    def _sizes(self, images: list[dict]) -> dict[str, int]:
+    def _sizes(self, images: builtins.list[dict]) -> dict[str, int]:
         ids = sorted({s for image in images for s in snapshot_ids(image)})
         sizes: dict[str, int] = {}
         for start in range(0, len(ids), 200):
@@ -58,7 +59,7 @@ class Images:
                      size_bytes=sum(sizes.get(s, 0) for s in snapshot_ids(image)),
                      created_at=_created(image.get("CreationDate")), tags=tags)
 
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         # Only available images: one still being created belongs to a bake in progress.
         images = self._describe(Owners=["self"], Filters=[
             {"Name": "tag:Application", "Values": [APPLICATION_TAG["Value"]]},
@@ -79,7 +80,7 @@ class Images:
         resources = [image_id] + (snapshot_ids(images[0]) if images else [])
         self.caller(self.ec2, "create_tags", Resources=resources, Tags=tags)
 
-    def used_by_instances(self, image_ids: list[str]) -> set[str]:
+    def used_by_instances(self, image_ids: builtins.list[str]) -> set[str]:
         if not image_ids:
             return set()
         used = set()
@@ -91,7 +92,7 @@ class Images:
             used |= {i["ImageId"] for i in reservation.get("Instances", [])}
         return used
 
-    def used_by_launch_templates(self, launch_template_ids: list[str]) -> set[str]:
+    def used_by_launch_templates(self, launch_template_ids: builtins.list[str]) -> set[str]:
         used = set()
         for template_id in launch_template_ids:
             try:
@@ -105,7 +106,7 @@ class Images:
                      if v.get("LaunchTemplateData", {}).get("ImageId")}
         return used
 
-    def deregister(self, image_id: str, in_use: set[str]) -> list[str]:
+    def deregister(self, image_id: str, in_use: set[str]) -> builtins.list[str]:
         if image_id in in_use:
             raise StateError(f"image {image_id} is in use by a launch template, a stack or an "
                              "instance", hint="release another image first")

@@ -209,7 +209,7 @@ class AwsCloud(CloudPort):
             self._health[strategy] = watcher
         return watcher
 
-    def _run_operation(self, strategy: str, stack_id: str, start: Callable[[], None],
+    def _run_operation(self, strategy: str, stack_id: str, start: Callable[[], object],
                        on_event: OnEvent, what: str) -> StackResult:
         name = stack_name(strategy)
         cfn = self.client("cloudformation")

@@ -19,9 +19,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from deployer.base.clock import Clock
 from deployer.aws.errors import Caller
 from deployer.base import logs
+from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, NotFound
 from deployer.cloud.port import Event, OnEvent
 
@@ -240,7 +240,8 @@ class ChangeSets:
 
     def create(self, stack_name: str, change_set_type: str, parameters: list[dict],
                capabilities: list[str], *, template_body: str | None = None,
-               template_url: str | None = None, tags: list[dict] | None = None) -> str:
+               template_url: str | None = None, tags: list[dict] | None = None) -> str | None:
+        """The change set's id, or None where the endpoint refused an update with no changes."""
         args: dict[str, Any] = {
             "StackName": stack_name, "ChangeSetType": change_set_type,
             "ChangeSetName": f"deployer-{int(self.clock.now() * 1000)}",

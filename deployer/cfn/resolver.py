@@ -90,10 +90,11 @@ class Resolver:
         self.mappings = document.get("Mappings") or {}
         self.condition_defs = document.get("Conditions") or {}
         self.condition_values: dict[str, bool] = {}
-        self.raw = document.get("Resources")
-        if not isinstance(self.raw, dict) or not self.raw:
+        raw = document.get("Resources")
+        if not isinstance(raw, dict) or not raw:
             raise ConfigError("a template needs a non-empty Resources section",
                               location=where(path, document, "Resources"))
+        self.raw: dict[str, Any] = raw
         self.skipped: dict[str, str] = {}
         self._properties: dict[tuple[str, str], Any] = {}
         self._physical_ids: dict[str, str] = {}
@@ -187,7 +188,8 @@ class Resolver:
             name_property = specs.NAME_PROPERTIES.get(kind)
             raw_properties = self.raw[logical_id].get("Properties") or {}
             name = (self.property(logical_id, name_property)
-                    if name_property in raw_properties else _NO_VALUE)
+                    if name_property is not None and name_property in raw_properties
+                    else _NO_VALUE)
             if name is not _NO_VALUE:
                 physical = self._text(name, at, f"{logical_id}.{name_property}")
             else:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.console import Console
 from deployer.base import logs
 from deployer.base.errors import DeployerError, ExitStatus, UsageError
 from deployer.report.release import Outcome, Verdict
+
+if TYPE_CHECKING:
+    from deployer.cli.live import LiveView
 
 
 @dataclass
@@ -70,7 +73,7 @@ HtmlOpt = Annotated[Path | None, typer.Option(
 
 
 @contextmanager
-def live_view(cloud) -> Iterator[object | None]:
+def live_view(cloud) -> Iterator[LiveView | None]:
     """On a terminal: a live view of the run, and only warnings in the log while it shows.
     Otherwise (CI, pipes, --log-format json): nothing; the structured log lines tell it."""
     live = (ENV.log_format != "json" and ENV.stdout.is_terminal and sys.stderr.isatty())

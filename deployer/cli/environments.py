@@ -62,6 +62,7 @@ def down(
             cloud.destroy_all(log_event)
         ENV.stdout.print("all environments removed")
     else:
+        assert strategy is not None  # exactly one of --strategy and --all, checked above
         load_strategy(strategy)  # an unknown name is a usage error, not a silent no-op
         with environment_lock(strategy, "down", target=target):
             cloud.destroy_environment(strategy, log_event)

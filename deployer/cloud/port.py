@@ -197,6 +197,10 @@ class CloudPort(ABC):
     def destroy_environment(self, strategy: str, on_event: OnEvent) -> None: ...
 
     @abstractmethod
+    def destroy_all(self, on_event: OnEvent) -> None:
+        """Every environment of this target removed (``deployer down --all``)."""
+
+    @abstractmethod
     def update_stack(self, strategy: str, parameters: dict[str, str],
                      on_event: OnEvent) -> StackResult: ...
 

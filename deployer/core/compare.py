@@ -54,7 +54,7 @@ from deployer.core.strategy import (
     load_strategy,
     strategy_names,
 )
-from deployer.report.floor import Floor, compute_floor, floor_config
+from deployer.report.floor import Floor, FloorConfig, compute_floor, floor_config
 from deployer.report.history import History, RunKind, RunRole
 from deployer.report.release import Outcome, ReleaseReport, Verdict
 from deployer.report.rollout import RunMeasures, measure, spread
@@ -292,7 +292,7 @@ class CompareRun:
                 self.load_strategy(name).preflight(ctx)
             finally:
                 shutil.rmtree(ctx.workdir, ignore_errors=True)
-        configs = {}
+        configs: dict[str, FloorConfig | None] = {}
         notes: list[str] = []
         for name in s.strategies:
             try:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import BaseModel, ValidationError
 
@@ -78,7 +79,7 @@ class EnvironmentLock:
         self.strategy = strategy
         self.target = target
         self.path = lock_path(strategy, target, home)
-        self._file = None
+        self._file: TextIO | None = None
         self.taken_over: LockOwner | None = None  # the dead owner whose lock this run took
 
     @property

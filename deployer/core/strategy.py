@@ -119,8 +119,8 @@ class Strategy(ABC):
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
         if ctx.cloud.fetches_releases_on_this_machine or self.release_fetched_here:
-            check_releases(ctx.source,
-                           [ctx.release, *([ctx.from_release] if creating else [])])
+            starting = [ctx.from_release] if creating and ctx.from_release else []
+            check_releases(ctx.source, [ctx.release, *starting])
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...

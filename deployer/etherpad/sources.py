@@ -304,7 +304,8 @@ class TarballSource(_PathSource):
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack.") as work:
             top = _extract(self.path, Path(work) / "x")
             entries = list(top.iterdir())
-            if (top / "package" / "package.json").is_file() and not (top / "package" / "src").exists():
+            npm_layout = (top / "package" / "package.json").is_file()
+            if npm_layout and not (top / "package" / "src").exists():
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(top / "package"), dest / "src")
             elif (top / "src" / "package.json").is_file():

@@ -285,8 +285,8 @@ class StackRuntime:
             for bucket in model.buckets:
                 (self.ctx.artifacts.dir / self._bucket_name(bucket)).mkdir(parents=True,
                                                                            exist_ok=True)
-            for name, value in model.ssm_parameters.items():
-                self.store.state.ssm[name] = value
+            for parameter in model.ssm_parameters.values():
+                self.store.state.ssm[parameter.name] = parameter.value
             if self.codedeploy and (model.deployment_groups or model.codedeploy_applications):
                 self.codedeploy.register(self, model)
             for logical_id, spec in model.auto_scaling_groups.items():
@@ -350,7 +350,8 @@ class StackRuntime:
                 self._apply(self.resolve(previous), previous)
             except DeployerError as rb_exc:
                 self.set_status(StackStatus.UPDATE_ROLLBACK_FAILED, str(rb_exc))
-                raise CloudError(f"update failed ({exc}) and so did its rollback ({rb_exc})")
+                raise CloudError(
+                    f"update failed ({exc}) and so did its rollback ({rb_exc})") from rb_exc
             self.set_status(StackStatus.UPDATE_ROLLBACK_COMPLETE, str(exc))
 
     def _apply(self, model: StackModel, parameters: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -104,7 +105,7 @@ def longest_gap_ms(probes: Sequence[Probe], duration_s: float) -> float:
         return _r(duration_s * 1000.0, 1)
     first_sent = min((p.sent_s for p in probes), default=0.0)
     points = [first_sent, *answers]
-    gaps = [b - a for a, b in zip(points, points[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(points)]
     # A failed probe after the last success extends the gap to the end of the run.
     if any(not p.ok and p.sent_s > answers[-1] for p in probes):
         gaps.append(duration_s - answers[-1])

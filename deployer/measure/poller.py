@@ -235,9 +235,10 @@ class HealthPoller:
         status: int | None = None
         version: str | None = None
         try:
-            status, headers = await asyncio.wait_for(_fetch(self.target, ssl_ctx), self.timeout)
-            outcome = classify_status(status)
-            version = self.extractor.extract(status, headers)
+            code, headers = await asyncio.wait_for(_fetch(self.target, ssl_ctx), self.timeout)
+            status = code
+            outcome = classify_status(code)
+            version = self.extractor.extract(code, headers)
         except Exception as exc:  # every failure is data, classified
             outcome = classify_exception(exc)
         latency = (self.clock() - self.t0 - sent) * 1000.0

@@ -106,7 +106,8 @@ class Trend(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def direction(self) -> str:
-        """``up`` (slower), ``down`` (faster), ``flat`` (within 5 %) or ``new`` (no window to compare)."""
+        """``up`` (slower), ``down`` (faster), ``flat`` (within 5 %) or ``new`` (no window to
+        compare)."""
         change = self.change
         if change is None:
             return "new"
@@ -187,7 +188,7 @@ class History:
         with self._db() as db:
             rows = db.execute(query, args).fetchall()
         keys = list(HistoryEntry.model_fields)
-        return [HistoryEntry(**dict(zip(keys, row))) for row in rows]
+        return [HistoryEntry(**dict(zip(keys, row, strict=False))) for row in rows]
 
     def report(self, run_id: str) -> StoredRun:
         """A run's report as it was stored."""

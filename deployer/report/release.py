@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -101,7 +102,7 @@ def _downtime_text(a: ProbeAnalysis) -> str | None:
     return "\n".join(lines)
 
 
-def junit_xml(reports: list[ProbeAnalysis], *, budget_s: float | None = None) -> str:
+def junit_xml(reports: Sequence[ProbeAnalysis], *, budget_s: float | None = None) -> str:
     suites = ET.Element("testsuites", name="deployer")
     for report in reports:
         if isinstance(report, ReleaseReport):
@@ -129,7 +130,7 @@ def junit_xml(reports: list[ProbeAnalysis], *, budget_s: float | None = None) ->
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(reports: list[ProbeAnalysis], path: Path, *, budget_s: float | None = None):
+def write_junit(reports: Sequence[ProbeAnalysis], path: Path, *, budget_s: float | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(junit_xml(reports, budget_s=budget_s))
 

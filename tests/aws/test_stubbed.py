@@ -13,11 +13,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from deployer.base.clock import POLL_S
 from deployer.aws.codedeploy import Deployments
 from deployer.aws.errors import Caller
 from deployer.aws.provider import AwsCloud
 from deployer.aws.session import Identity
+from deployer.base.clock import POLL_S
 from deployer.base.errors import RolloutFailed
 from tests.aws.support import STACKS, FakeClock
 
@@ -217,7 +217,7 @@ def lifecycle(*statuses: str, failed_at: str | None = None) -> list[dict]:
              "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart",
              "ValidateService", "BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]
     events = []
-    for name, status in zip(names, list(statuses) + ["Pending"] * (len(names) - len(statuses))):
+    for name, status in zip(names, list(statuses) + ["Pending"] * (len(names) - len(statuses)), strict=False):
         event = {"lifecycleEventName": name, "status": status}
         if status == "Failed":
             event["diagnostics"] = {"errorCode": "ScriptFailed", "scriptName":

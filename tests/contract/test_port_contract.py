@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -192,7 +192,7 @@ def test_codedeploy_strategy_uploads_and_maps_results_on_aws(moto_session, clock
     from tests.aws.test_moto import codedeploy_group, enable_versioning
 
     class Followed(AwsCloud):
-        results: list[DeploymentResult] = []
+        results: ClassVar[list[DeploymentResult]] = []
 
         def deploy_revision(self, strategy, revision, on_event, **kwargs):
             self.started = self.start_deployment(strategy, revision, **kwargs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -228,7 +229,7 @@ class SwitchStrategy(Strategy):
     def stack_template(self) -> Path:
         return asset_path("etherpad", "stacks", "packer.yaml")
 
-    preflights: list[tuple[str, int]] = []
+    preflights: ClassVar[list[tuple[str, int]]] = []
 
     def preflight(self, ctx: ReleaseContext) -> None:
         # No source to ask here; remember when it was asked (cloud log length).

@@ -97,7 +97,7 @@ def test_two_releases_at_once_the_second_is_refused_naming_the_first(cli: Cli, h
              what="the first release's stack update")
     with pytest.raises(LockedError, match="etherpad-fixture is in UPDATE_IN_PROGRESS"):
         LocalCloud(home).update_stack("fixture", {"EtherpadVersion": "9.0"}, lambda e: None)
-    out, err = first.communicate(timeout=180)
+    _out, err = first.communicate(timeout=180)
     analysis = watch.stop()
     drill.probes(analysis)
 

@@ -87,7 +87,7 @@ def test_database_restart_mid_rollout_loses_no_pad(etherpad_cli: Cli, home: Path
     restart_s = time.monotonic() - stopped_at
     pads["drill-during"] = write_pad(url, home, "drill-during",
                                      f"{TEXT}written right after the database came back\n")
-    out, err = run.communicate(timeout=600)
+    _out, err = run.communicate(timeout=600)
 
     report = json.loads(report_file.read_text())
     failed = [p for p in report["timeline"] if p[1] != "ok"]

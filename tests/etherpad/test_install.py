@@ -104,7 +104,7 @@ def test_installer_needs_a_release(tmp_path):
 
 
 def test_installer_never_replaces_a_directory_that_is_not_an_install(mirror, tmp_path):
-    repo, commits = mirror
+    repo, _commits = mirror
     home = tmp_path / "home"
     home.mkdir()
     (home / "precious.txt").write_text("keep me")

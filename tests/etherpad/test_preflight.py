@@ -79,8 +79,8 @@ def test_check_releases_against_a_mirror_and_a_directory(tmp_path: Path):
     tree.mkdir()
     tiny_etherpad(tree, "1.8.18")
     check_releases(str(tree), ["1.8.18"])
-    with pytest.raises(SourceError, match="holds Etherpad 1.8.18, not 1.8.17"):
+    with pytest.raises(SourceError, match=r"holds Etherpad 1.8.18, not 1.8.17"):
         check_releases(str(tree), ["1.8.18", "1.8.17"])
     (tree / "src" / "package.json").write_text("{not json")
-    with pytest.raises(SourceError, match="no readable src/package.json"):
+    with pytest.raises(SourceError, match=r"no readable src/package.json"):
         check_releases(str(tree), ["1.8.18"])

@@ -115,7 +115,7 @@ def test_an_unknown_tag_lists_the_tags_there_are(mirror, tmp_path):
 def test_a_tag_whose_tree_is_another_version_is_refused(tmp_path):
     repo = tmp_path / "repo"
     make_release_repo(repo, {"1.8.16": lambda tree, _release: tiny_etherpad(tree, "1.8.15")})
-    with pytest.raises(SourceError, match="holds Etherpad 1.8.15, not 1.8.16"):
+    with pytest.raises(SourceError, match=r"holds Etherpad 1.8.15, not 1.8.16"):
         resolve_source(str(repo), known_commits={}).fetch("1.8.16", tmp_path / "tree")
 
 
@@ -191,7 +191,7 @@ def test_a_directory_is_copied_without_what_installs_add(tmp_path):
 
 def test_a_directory_of_another_release_is_refused(tmp_path):
     tiny_etherpad(tmp_path / "release", "1.8.14")
-    with pytest.raises(SourceError, match="holds Etherpad 1.8.14, not 1.8.18"):
+    with pytest.raises(SourceError, match=r"holds Etherpad 1.8.14, not 1.8.18"):
         resolve_source(str(tmp_path / "release")).fetch("1.8.18", tmp_path / "tree")
 
 
@@ -203,7 +203,7 @@ def test_a_git_archive_tarball_carries_its_commit(mirror, tmp_path):
     fetched = resolve_source(str(tarball), known_commits={}).fetch("1.8.18", tmp_path / "tree")
     assert fetched.commit == commits["1.8.18"]
     assert package_version(fetched.tree) == "1.8.18"
-    with pytest.raises(SourceError, match="but release 1.8.18 of ether/etherpad-lite is 4b96ff6"):
+    with pytest.raises(SourceError, match=r"but release 1.8.18 of ether/etherpad-lite is 4b96ff6"):
         resolve_source(str(tarball)).fetch("1.8.18", tmp_path / "tree2")
 
 
@@ -236,7 +236,7 @@ def test_npm_fetches_the_package_as_src(tmp_path):
 
 
 def test_npm_source_reports_a_missing_npm(tmp_path):
-    with pytest.raises(SourceError, match="^npm is not installed .*install npm"):
+    with pytest.raises(SourceError, match=r"^npm is not installed .*install npm"):
         NpmSource(npm=str(tmp_path / "bin" / "npm")).fetch("1.8.14", tmp_path / "tree")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.base.errors import ConfigError
+from deployer.base.errors import ConfigError, DeployerError
 from deployer.localcloud.client import LocalCloud
 from deployer.localcloud.compute.instances import MARKER
 from deployer.measure.analysis import analyse
@@ -292,7 +292,7 @@ def test_a_creation_that_rolled_back_keeps_no_supervisor_up(tmp_path, monkeypatc
     cloud = LocalCloud(home)
     events: list = []
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(DeployerError):
             cloud.ensure_environment(STRATEGY, TEMPLATE, params("1.0", FailStart="true"),
                                      events.append)
         pid = cloud.supervisor_info()["pid"]

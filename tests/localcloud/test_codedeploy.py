@@ -203,7 +203,7 @@ def test_custom_config_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is predefined"):
         service.create_deployment_config("CodeDeployDefault.AllAtOnce",
                                          MinimumHealthyHosts(type=HOST_COUNT, value=0))
-    with pytest.raises(ConfigError, match="reserved for CodeDeployDefault.OneAtATime"):
+    with pytest.raises(ConfigError, match=r"reserved for CodeDeployDefault.OneAtATime"):
         service.create_deployment_config("X", MinimumHealthyHosts(
             type=MinimumHealthyHostsType.MOST_CONCURRENCY, value=1))
     with pytest.raises(ConfigError, match="value 101 is out of range"):
@@ -465,7 +465,7 @@ def test_unknown_things_are_not_found(tmp_path: Path) -> None:
         read_deployment(tmp_path / "state", "d-NOPE")
     with pytest.raises(NotFound, match="deployment group other"):
         service.deploy(APP, "other", write_revision(tmp_path, "r1"))
-    with pytest.raises(NotFound, match="revision bundle .* does not exist"):
+    with pytest.raises(NotFound, match=r"revision bundle .* does not exist"):
         service.deploy(APP, GROUP, Revision(bundle=tmp_path / "missing.zip"))
 
 

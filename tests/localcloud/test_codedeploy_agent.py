@@ -540,7 +540,7 @@ def tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> None:
 ])
 def test_archive_entries_escaping_the_bundle_are_refused(tmp_path: Path, name: str, kind: bytes,
                                                          link: str, message: str) -> None:
-    service, _, instance = single(tmp_path)
+    service, _, _instance = single(tmp_path)
     bundle = tmp_path / "evil.tar"
     member = tarfile.TarInfo(name)
     member.type = kind
@@ -587,7 +587,7 @@ def test_invalid_appspec_in_the_bundle_is_refused_before_deploying(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"appspec\.yml: hooks\.AfterInstall\[0\]\.timeout: "):
         service.create_deployment(APP, GROUP, rev)
     (rev.bundle / "appspec.yml").unlink()
-    with pytest.raises(ConfigError, match="the revision has no appspec.yml at its root"):
+    with pytest.raises(ConfigError, match=r"the revision has no appspec.yml at its root"):
         service.create_deployment(APP, GROUP, rev)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_windows_classes_and_version_timeline(server):
     assert "refused" in windows[0].by_class and set(windows[0].by_class) <= {"refused", "reset"}
     assert list(windows[1].by_class) == ["http_503"]
     assert list(windows[2].by_class) == ["timeout"]
-    for window, (start, length) in zip(windows, [(1.0, 0.3), (2.0, 0.2), (3.0, 0.3)]):
+    for window, (start, length) in zip(windows, [(1.0, 0.3), (2.0, 0.2), (3.0, 0.3)], strict=False):
         assert abs(window.start_s - start) <= TOLERANCE, window
         assert abs(window.end_s - (start + length)) <= TOLERANCE, window
         assert abs(window.duration_ms - length * 1000) <= TOLERANCE * 1000, window
@@ -89,7 +90,7 @@ def test_hanging_probes_do_not_delay_the_schedule(server):
     # Every probe hung for the whole timeout, yet they kept going out on their ticks: a
     # schedule held up by hanging probes would show gaps as long as the 2 s timeout.
     sent = [p.sent_s for p in probes]
-    gaps = sorted(b - a for a, b in zip(sent, sent[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(sent))
     assert len(probes) >= 1.5 * HZ - 1
     assert all(p.outcome == "timeout" for p in probes)
     assert gaps[-1] < 0.25 * 2.0

@@ -206,7 +206,7 @@ def test_unsupported_variable_type(tmp_path):
 def test_validation_must_refer_to_its_variable(tmp_path):
     extra = 'variable "v" {\n  default = "x"\n  validation {\n    condition = true\n' \
             '    error_message = "never"\n  }\n}\n'
-    with pytest.raises(ConfigError, match="must refer to var.v"):
+    with pytest.raises(ConfigError, match=r"must refer to var.v"):
         template(tmp_path, "", extra)
 
 
@@ -222,7 +222,7 @@ def test_validation_with_regex(tmp_path):
             '    condition = can(regex("^[0-9]+\\\\.[0-9]+\\\\.[0-9]+$", var.v))\n' \
             '    error_message = "The v value must look like 1.8.18."\n  }\n}\n'
     assert template(tmp_path, "", extra).variables["v"].validations[0].checked
-    with pytest.raises(ConfigError, match="must look like 1.8.18"):
+    with pytest.raises(ConfigError, match=r"must look like 1.8.18"):
         template(tmp_path, "", extra, {"v": "latest"})
 
 
@@ -263,7 +263,7 @@ def test_local_cycle(tmp_path):
 
 
 def test_unsupported_function(tmp_path):
-    with pytest.raises(ConfigError, match='local.x: unsupported function "uuidv4"'):
+    with pytest.raises(ConfigError, match=r'local.x: unsupported function "uuidv4"'):
         template(tmp_path, "", "locals {\n  x = uuidv4()\n}\n")
 
 
@@ -342,14 +342,14 @@ def test_wrong_provisioners_name_block_and_field(tmp_path, body, message):
 
 def test_build_with_an_unknown_source(tmp_path):
     text = RELEASE + SOURCE + 'build {\n  sources = ["source.amazon-ebs.missing"]\n}\n'
-    with pytest.raises(ConfigError, match='Unknown source "source.amazon-ebs.missing"'):
+    with pytest.raises(ConfigError, match=r'Unknown source "source.amazon-ebs.missing"'):
         load_packer_template(write(tmp_path, text), now=NOW)
 
 
 def test_amazon_ebs_source_needs_its_fields(tmp_path):
     text = RELEASE + SOURCE.replace('  source_ami    = "ami-0123456789abcdef0"\n', "") + \
         'build {\n  sources = ["source.amazon-ebs.web"]\n}\n'
-    with pytest.raises(ConfigError, match="source amazon-ebs.web: missing source_ami or source_ami_filter") as err:
+    with pytest.raises(ConfigError, match=r"source amazon-ebs.web: missing source_ami or source_ami_filter") as err:
         load_packer_template(write(tmp_path, text), now=NOW)
     assert err.value.location == f"{tmp_path / 't.pkr.hcl'}:6"
 

@@ -141,7 +141,7 @@ def test_cli_report_rebuilds_a_compare_from_history(home, capsys, tmp_path):
 
 def test_cli_report_of_an_unknown_run_is_one_line_and_exit_1(home, capsys):
     History().record(_release("packer", "p0", 2.0, 1_000.0))
-    code, out, err = run_cli(capsys, "report", "20990101T000000Z-abcdef")
+    code, _out, err = run_cli(capsys, "report", "20990101T000000Z-abcdef")
     assert code == 1
     assert err.strip().splitlines() == [
         f"deployer: error: no run '20990101T000000Z-abcdef' in the history "

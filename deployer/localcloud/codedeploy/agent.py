@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from pydantic import BaseModel
 
@@ -249,6 +249,7 @@ class _Run:
                         error_code=ErrorCode.UNKNOWN_ERROR, message=str(exc) or repr(exc),
                         log_tail=self.script_log.tail())
                 record.ended_at = self.agent.clock.now()
+                failure = record.diagnostics.message if record.diagnostics else ""
                 ignored = (record.status is LifecycleEventStatus.FAILED
                            and event in OLD_REVISION_EVENTS
                            and self.spec.ignore_application_stop_failures)
@@ -256,11 +257,11 @@ class _Run:
                     record.note = ("failure ignored: the deployment was created with "
                                    "ignore_application_stop_failures")
                     self.script_log.write(f"{event.value} failed and was ignored: "
-                                          f"{record.diagnostics.message}\n")
+                                          f"{failure}\n")
                 self.report(record.model_copy())
                 if record.status is LifecycleEventStatus.FAILED and not ignored:
                     self.log.warning("lifecycle event failed", lifecycle_event=event.value,
-                                     reason=record.diagnostics.message)
+                                     reason=failure)
                     self._skip(events[index + 1:], f"{event.value} failed")
                     return False
             return True
@@ -490,7 +491,7 @@ class _ScriptLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = None
+        self._file: TextIO | None = None
         self._tail = ""
         self._lock = threading.Lock()
 

@@ -462,7 +462,7 @@ class Installer:
                 self.normal_copy(source, target, appspec.file_exists_behavior)
 
     def missing_ancestors(self, destination: PurePosixPath) -> None:
-        missing = []
+        missing: list[PurePosixPath] = []
         parent = destination.parent
         while parent != PurePosixPath("/") and not self.host(parent).exists():
             missing.insert(0, parent)

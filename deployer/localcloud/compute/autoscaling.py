@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from deployer.base import logs
 from deployer.base.clock import Clock
@@ -108,7 +109,7 @@ class UpdateFailed(CloudError):
     """A batch did not succeed: the stack update must roll back."""
 
 
-class TrafficPort:
+class TrafficPort(Protocol):
     """How the group talks to its target group (the local load balancer)."""
 
     def register(self, instance_id: str, port: int) -> None: ...
@@ -259,9 +260,10 @@ class AutoScalingGroup:
                         f"cannot keep MinInstancesInService={policy.min_instances_in_service}"
                         f" with MaxSize={self.settings.max_size}: no room to launch first")
                 batch = min(batch, room)
+            how = "launch then terminate" if launch_first else "terminate then launch"
             self._event("UPDATE_IN_PROGRESS",
                         f"Rolling update batch {batch_no}: replacing {batch} instance(s)"
-                        f" ({'launch then terminate' if launch_first else 'terminate then launch'})")
+                        f" ({how})")
             count = batch
             if not launch_first:
                 for victim in _victims(old, batch, self.is_alive):
@@ -282,8 +284,8 @@ class AutoScalingGroup:
         order = sorted(self.instances(), key=lambda i: (
             i.launch_template_version == new.version, i.health is HealthStatus.HEALTHY,
             i.launched_at))
-        for victim in order[:max(0, surplus)]:
-            self.terminate(victim, "scale in to desired capacity")
+        for extra in order[:max(0, surplus)]:
+            self.terminate(extra, "scale in to desired capacity")
 
     def _await_batch(self, fresh: list[InstanceRecord], policy: RollingUpdatePolicy,
                      batch_no: int) -> None:

@@ -69,7 +69,7 @@ def main() -> None:
     # Stay up, reaping orphans, until terminated and every descendant is gone.
     while True:
         try:
-            pid, _ = os.waitpid(-1, 0)
+            _pid, _ = os.waitpid(-1, 0)
         except ChildProcessError:
             if stopping:
                 sys.exit(0)

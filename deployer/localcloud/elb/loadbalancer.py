@@ -401,7 +401,7 @@ class LoadBalancer:
             return  # shutting down; the streams callback must not see a cancelled handler
         finally:
             self._clients.discard(writer)
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
             writer.close()
 
     async def _reply_error(self, writer: asyncio.StreamWriter, status: int,

@@ -184,7 +184,7 @@ def _parse_matcher(spec: str) -> frozenset[int]:
     try:
         if "-" in text:
             low, high = (int(part) for part in text.split("-"))
-            codes = range(low, high + 1) if low <= high else range(0)
+            codes: list[int] = list(range(low, high + 1))
         else:
             codes = [int(part) for part in text.split(",")]
     except ValueError:

@@ -78,7 +78,8 @@ def build_image(ctx: CloudContext, template_path: Path, variables: dict[str, str
     image_id = new_id("ami")
     image_dir = ctx.images.dir / image_id
     image_dir.mkdir(parents=True)
-    (root / "tmp").exists() and shutil.rmtree(root / "tmp")
+    if (root / "tmp").exists():
+        shutil.rmtree(root / "tmp")
     (root / "tmp").mkdir()
     root.rename(image_dir / "root")
     size, files = tree_size(image_dir / "root")

@@ -71,6 +71,11 @@ exec "$@"
 """
 
 
+
+def _fill_fields(text: str, fields: dict[str, str]) -> str:
+    """``{{.Path}}``-style fields of an execute_command; unknown ones are left as written."""
+    return _TEMPLATE_FIELD.sub(lambda m: fields.get(m.group(1), m.group(0)), text)
+
 class BuildHost(Protocol):
     """The temporary machine an image is provisioned on."""
 
@@ -142,7 +147,8 @@ def flattened_vars(env: dict[str, str], env_var_format: str = "%s='%s' ") -> str
 class _Output:
     """A provisioner's output: to the build log, to the caller, and its last lines kept."""
 
-    def __init__(self, run: ProvisionerRun, log_file, forward: Callable[[str], None] | None) -> None:
+    def __init__(self, run: ProvisionerRun, log_file,
+                 forward: Callable[[str], None] | None) -> None:
         self.prefix = f"provisioner {run.index} ({run.type}): "
         self.log_file = log_file
         self.forward = forward
@@ -195,17 +201,21 @@ class LocalImageBuilder:
             where = str(self.template.path)
             if isinstance(p, OtherProvisioner):
                 raise UnsupportedProperty(f"provisioner {p.index}", p.type, location=where,
-                                          why="the local build host runs shell and file provisioners")
+                                          why="the local build host runs shell and file "
+                                              "provisioners")
             if p.timeout:
-                raise UnsupportedProperty(f"provisioner {p.index} ({p.type})", "timeout", location=where,
+                raise UnsupportedProperty(f"provisioner {p.index} ({p.type})", "timeout",
+                                          location=where,
                                           why="a build host command cannot be interrupted")
             try:
                 go_duration(p.pause_before)
             except ValueError as err:
                 raise UnsupportedProperty(f"provisioner {p.index} ({p.type})", "pause_before",
                                           location=where, why=str(err)) from err
-            if isinstance(p, FileProvisioner) and p.direction == "download" and p.content is not None:
-                raise UnsupportedProperty(f"provisioner {p.index} (file)", "content", location=where)
+            if isinstance(p, FileProvisioner) and p.direction == "download" \
+                    and p.content is not None:
+                raise UnsupportedProperty(f"provisioner {p.index} (file)", "content",
+                                          location=where)
 
     @property
     def build_variables(self) -> dict[str, str]:
@@ -227,7 +237,7 @@ class LocalImageBuilder:
         (host.root / "tmp").mkdir(parents=True, exist_ok=True)  # a machine always has /tmp
         build_log = self.work_dir / "build.log"
         with build_log.open("a") as log_file:
-            for provisioner, run in zip(self.build.provisioners, self.runs):
+            for provisioner, run in zip(self.build.provisioners, self.runs, strict=False):
                 if not provisioner.applies_to(self.source.key):
                     run.state = ProvisionerState.SKIPPED
                     self._emit(run, "skipped", f"not for {self.source.key}")
@@ -316,8 +326,7 @@ class LocalImageBuilder:
                 fields = {"Path": str(target), "Vars": flattened_vars(env, p.env_var_format)}
             except ValueError as err:
                 raise BuildFailed(p.index, p.type, str(err)) from err
-            command = _TEMPLATE_FIELD.sub(
-                lambda m, f=fields: f.get(m.group(1), m.group(0)), p.execute_command)
+            command = _fill_fields(p.execute_command, fields)
             unknown = _TEMPLATE_FIELD.findall(command)
             if unknown:
                 raise BuildFailed(p.index, p.type, f"execute_command uses {{{{.{unknown[0]}}}}}, "

@@ -4,7 +4,8 @@ Like ``cfn-signal``, the instance's AWS CLI talks to the local cloud's superviso
 calls the shipped scripts use are answered, with the AWS CLI's own output shapes, so the
 same script runs on EC2 and here:
 
-    aws elbv2 describe-target-health --target-group-arn ARN --targets Id=ID [--query Q] [--output text|json]
+    aws elbv2 describe-target-health --target-group-arn ARN --targets Id=ID [--query Q]
+        [--output text|json]
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def build_records(assignments: Sequence[tuple[str, str]], events: Iterable[dict]
     timelines. ``assignments`` are (editor, pad) pairs in order."""
     accounts = {editor: _Account(editor, pad) for editor, pad in assignments}
     for event in events:
-        account = accounts.get(event.get("ed"))
+        account = accounts.get(str(event.get("ed")))
         if account is not None:
             account.event(event["ev"], event["t"] / 1000.0, event)
     return [account.close(end_s) for account in accounts.values()]
