@@ -73,7 +73,8 @@ def probe(
     url: Annotated[str, typer.Argument(help="The URL to poll, e.g. the load balancer's.")],
     duration: Annotated[float, typer.Option(help="Seconds to poll.")] = 10.0,
     hz: Annotated[float, typer.Option(help="Probes per second.")] = 20.0,
-    timeout: Annotated[float, typer.Option(help="Seconds before a probe counts as timed out.")] = 2.0,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds before a probe counts as timed out.")] = 2.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report.")] = None,
     junit_path: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
     version_from: Annotated[str, typer.Option(
@@ -127,6 +128,8 @@ def _context(strategy_name: str, release: str, from_release: str | None, target:
     from deployer.core.strategy import ReleaseContext, load_strategy
 
     strategy = load_strategy(strategy_name)
+    # Bad names and sources end here, before a cloud is asked anything.
+    strategy.check_input(release, from_release, source, target)
     cloud = get_cloud(target)
     ctx = ReleaseContext(release=release, from_release=from_release, cloud=cloud,
                          workdir=workdir_for(cloud), on_event=_on_event, source=source,
@@ -420,6 +423,10 @@ def compare(
     if start_at is None:
         raise UsageError(f"no release known before {version!r} to start from",
                          hint="pass --from VERSION")
+    from deployer.core.strategy import load_strategy
+
+    for name in names:
+        load_strategy(name).check_input(version, start_at, source, target)
     settings = CompareSettings(release=version, from_release=start_at, strategies=names,
                                repeat=repeat, source=source, target=target, hz=hz,
                                budget_s=budget)

@@ -86,15 +86,33 @@ class Strategy(ABC):
         The starting release is only needed (and checked) when the environment must be
         created. A strategy whose releases come from elsewhere overrides this.
         """
-        from deployer.etherpad.preflight import check_releases
+        from deployer.etherpad import preflight
 
+        self.check_input(ctx.release, ctx.from_release, ctx.source, ctx.cloud.name)
         view = ctx.cloud.describe_environment(self.name)
         creating = view is None or view.stack_status in ("ROLLBACK_COMPLETE", "DELETE_COMPLETE")
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
-        if ctx.cloud.name == "local" or self.release_fetched_here:
-            check_releases(ctx.source,
-                           [ctx.release, *([ctx.from_release] if creating else [])])
+        releases = [ctx.release, *([ctx.from_release] if creating else [])]
+        if self.fetched_by_cloud(ctx.cloud.name):
+            preflight.check_cloud_releases(ctx.source, releases)
+        else:
+            preflight.check_releases(ctx.source, releases)
+
+    def fetched_by_cloud(self, target: str) -> bool:
+        """True when the cloud's own machines fetch the release: AWS, unless it is bundled
+        here (the local cloud's machines are this machine)."""
+        return target != "local" and not self.release_fetched_here
+
+    def check_input(self, release: str, from_release: str | None, source: str,
+                    target: str) -> None:
+        """The checks that ask nobody: names and source by the one rule, and on AWS that
+        the instances can read the source. Cheap enough to run before a cloud is chosen."""
+        from deployer.etherpad import preflight
+
+        preflight.check_input(source, [release, from_release])
+        if self.fetched_by_cloud(target):
+            preflight.check_readable_by_cloud(source)
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...
