@@ -72,12 +72,6 @@ def test_every_stack_parameter_that_reaches_user_data_quoted_has_the_rule():
             assert "AllowedPattern" in _parameters(stack)[name], (stack, name)
 
 
-def test_the_packer_variables_validate_with_the_same_rule():
-    text = asset_path("packer", "etherpad.pkr.hcl").read_text()
-    assert f'regex("{RELEASE_NAME_PATTERN}", var.etherpad_version)' in text
-    assert f'regex("{SOURCE_PATTERN}", var.etherpad_source)' in text
-
-
 def test_the_installer_checks_with_the_same_rule():
     text = script_path("install-etherpad.sh").read_text()
     assert f"RELEASE_NAME_PATTERN='{RELEASE_NAME_PATTERN}'" in text
