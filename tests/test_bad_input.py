@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deployer.base.assets import assets_root
-from tests.support.etherpad import make_release_repo, tiny_etherpad
+from tests.support.etherpad import bare_copy, make_release_repo, tiny_etherpad
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,11 +139,29 @@ def sources(mirror: Path) -> list[tuple]:
          ["/tmp holds no Etherpad"]),
         ("up at an unknown release", ["up", "-s", "codedeploy", "--version", "2.0.0",
                                       "--source", str(mirror)], 1, ["has no tag 2.0.0"]),
+        ("a bare mirror is read as a mirror", ["release", "9.9.9", "-s", "packer", "--from",
+                                               "1.8.14", "--source", str(bare_mirror(mirror))],
+         1, ["has no tag 9.9.9 (its tags: 1.8.13, 1.8.14)"]),
+        ("a quote in a source", ["release", "1.8.14", "-s", "cloudformation", "--from",
+                                 "1.8.13", "--source", "https://x.example/e.git';id;'"], 1,
+         ["holds characters a source may not have"]),
+        ("a source git would read as an option",
+         ["release", "1.8.14", "-s", "codedeploy", "--from", "1.8.13", "--source",
+          "--upload-pack=touch pwned;://"], 1, ["starts with '-'"]),
+        ("a local path for AWS", ["release", "1.8.14", "-s", "packer", "--from", "1.8.13",
+                                  "--target", "aws", "--source", str(mirror)], 1,
+         ["an EC2 instance cannot read it"]),
     ]
 
 
+def bare_mirror(mirror: Path) -> Path:
+    bare = mirror.parent / "bare" / "etherpad-lite.git"
+    return bare if bare.exists() else bare_copy(mirror, bare)
+
+
 SOURCE_IDS = ["unknown release", "unknown from", "bad release name", "no such path",
-              "unreachable", "no etherpad", "up unknown release"]
+              "unreachable", "no etherpad", "up unknown release", "bare mirror", "quote",
+              "option", "aws local path"]
 
 
 @pytest.mark.parametrize("case", range(len(SOURCE_IDS)), ids=SOURCE_IDS)

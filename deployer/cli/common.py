@@ -61,6 +61,8 @@ def release_context(strategy_name: str, release: str, from_release: str | None, 
     from deployer.core.strategy import ReleaseContext, ReleaseOptions, load_strategy
 
     strategy = load_strategy(strategy_name)
+    # Bad names and sources end here, before a cloud is asked anything.
+    strategy.check_input(release, from_release, source, target)
     cloud = get_cloud(target)
     ctx = ReleaseContext(release=release, from_release=from_release, cloud=cloud,
                          workdir=workdir_for(cloud), on_event=log_event, source=source,

@@ -172,6 +172,10 @@ def compare(
     if start_at is None:
         raise UsageError(f"no release known before {version!r} to start from",
                          hint="pass --from VERSION")
+    from deployer.core.strategy import load_strategy
+
+    for name in names:
+        load_strategy(name).check_input(version, start_at, source, target)
     settings = CompareSettings(release=version, from_release=start_at, strategies=names,
                                repeat=repeat, source=source, target=target, hz=hz,
                                budget_s=budget)

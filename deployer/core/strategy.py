@@ -112,15 +112,34 @@ class Strategy(ABC):
         The starting release is only needed (and checked) when the environment must be
         created. A strategy whose releases come from elsewhere overrides this.
         """
-        from deployer.etherpad.preflight import check_releases
+        from deployer.etherpad import preflight
 
+        self.check_input(ctx.release, ctx.from_release, ctx.source, ctx.cloud.name)
         view = ctx.cloud.describe_environment(self.name)
         creating = view is None or is_gone(view.stack_status)
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
-        if ctx.cloud.fetches_releases_on_this_machine or self.release_fetched_here:
-            starting = [ctx.from_release] if creating and ctx.from_release else []
-            check_releases(ctx.source, [ctx.release, *starting])
+        releases = [ctx.release, *([ctx.from_release] if creating and ctx.from_release else [])]
+        if self.fetched_by_cloud(ctx.cloud.fetches_releases_on_this_machine):
+            preflight.check_cloud_releases(ctx.source, releases)
+        else:
+            preflight.check_releases(ctx.source, releases)
+
+    def fetched_by_cloud(self, cloud_fetches_here: bool) -> bool:
+        """True when the cloud's own machines fetch the release (AWS), unless this strategy
+        bundles it here (the local cloud's machines are this machine)."""
+        return not cloud_fetches_here and not self.release_fetched_here
+
+    def check_input(self, release: str, from_release: str | None, source: str,
+                    target: str) -> None:
+        """The checks that ask nobody: names and source by the one rule, and on AWS that
+        the instances can read the source. Cheap enough to run before a cloud is chosen."""
+        from deployer.core.providers import cloud_class
+        from deployer.etherpad import preflight
+
+        preflight.check_input(source, [release, from_release])
+        if self.fetched_by_cloud(cloud_class(target).fetches_releases_on_this_machine):
+            preflight.check_readable_by_cloud(source)
 
     @abstractmethod
     def prepare(self, ctx: ReleaseContext) -> Prepared: ...

@@ -8,12 +8,18 @@ file read (a release directory), and fail with the source's own words.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shutil
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
+from deployer.base import logs
 from deployer.base.errors import SourceError
+from deployer.etherpad.releases import check_source_spec
 from deployer.etherpad.sources import (
     NPM_PACKAGE,
+    SCP_LIKE,
     DirectorySource,
     GitSource,
     NpmSource,
@@ -21,6 +27,64 @@ from deployer.etherpad.sources import (
     check_release_name,
     resolve_source,
 )
+
+log = logs.get_logger(component="etherpad.preflight")
+
+
+def check_input(spec: str, releases: Iterable[str | None]) -> None:
+    """The one rule on what a release name and a source may hold (releases.py), without
+    asking anyone: the CLI runs it before it even picks a cloud."""
+    for release in releases:
+        if release:
+            check_release_name(release)
+    check_source_spec(spec)
+
+
+def check_readable_by_cloud(spec: str) -> None:
+    """Refuse a source that only this machine can read, for releases the cloud's own
+    machines fetch (user data, a Packer build instance): a path, a ``file://`` URL, or a
+    loopback host would fail on the instance ten or twenty minutes into the run."""
+    spec = spec.strip()
+    if spec in ("", "github", "npm"):
+        return
+    hint = ("give github, a git URL the instances can reach, or npm for 1.8.14; or use "
+            "--strategy codedeploy, whose revision is built on this machine")
+    if "://" in spec:
+        parts = urlsplit(spec)
+        if parts.scheme == "file":
+            raise SourceError(f"--source {spec} is a file on this machine: an EC2 instance "
+                              "cannot read it", hint=hint)
+        host = parts.hostname
+    else:
+        scp = SCP_LIKE.match(spec)
+        if scp is None:
+            raise SourceError(f"--source {spec} is a path on this machine: an EC2 instance "
+                              "cannot read it", hint=hint)
+        host = scp.group("host")
+    if host and _is_loopback(host):
+        raise SourceError(f"--source {spec} names this machine ({host}): an EC2 instance "
+                          "reaches itself there, not this machine", hint=hint)
+
+
+def check_cloud_releases(spec: str, releases: Iterable[str]) -> None:
+    """What can be checked from here of a source the cloud's machines read: npm's registry
+    is the same for them as for us (a git host may be reachable from there only)."""
+    if spec.strip() != "npm":
+        return
+    if shutil.which("npm") is None:
+        log.warning("preflight.npm_not_checked", why="npm is not installed here")
+        return
+    check_releases(spec, releases)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def check_releases(spec: str, releases: Iterable[str]) -> ReleaseSource:

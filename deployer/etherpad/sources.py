@@ -40,7 +40,11 @@ from pydantic import BaseModel
 
 from deployer.base import logs
 from deployer.base.errors import SourceError
-from deployer.etherpad.releases import KNOWN_RELEASE_COMMITS
+from deployer.etherpad.releases import (
+    KNOWN_RELEASE_COMMITS,
+    check_release_name,
+    check_source_spec,
+)
 
 log = logs.get_logger(component="etherpad.sources")
 
@@ -54,9 +58,8 @@ CONNECT_TIMEOUT_S = 5.0
 LIST_TIMEOUT_S = 60.0
 FETCH_TIMEOUT_S = 900.0
 
-_RELEASE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]*$")
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@(?P<host>[A-Za-z0-9.-]+):")
+SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@(?P<host>[A-Za-z0-9.-]+):")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # What an install or a running Etherpad adds to a release tree; never part of a release.
 _NOT_RELEASE = {"node_modules", "var", "settings.json", "credentials.json", "APIKEY.txt",
@@ -124,6 +127,8 @@ class GitSource(ReleaseSource):
                  connect_timeout: float = CONNECT_TIMEOUT_S,
                  list_timeout: float = LIST_TIMEOUT_S) -> None:
         super().__init__(spec or url, known_commits=known_commits)
+        if url.startswith("-"):  # git would take it for an option (--upload-pack=...)
+            raise SourceError(f"{url!r} is not a git URL", hint="give a URL or a path")
         self.kind = kind
         local = Path(url)
         self.url = local.resolve().as_uri() if "://" not in url and local.exists() else url
@@ -146,7 +151,7 @@ class GitSource(ReleaseSource):
     def tags(self) -> dict[str, str]:
         """Tag name -> commit (annotated tags peeled)."""
         _check_reachable(self.url, self.connect_timeout, self._unreachable_hint)
-        result = _run(["git", "ls-remote", "--tags", self.url], timeout=self.list_timeout,
+        result = _run(["git", "ls-remote", "--tags", "--", self.url], timeout=self.list_timeout,
                       what=f"listing the tags of {self.spec}", hint=self._unreachable_hint,
                       env=_GIT_ENV)
         tags: dict[str, str] = {}
@@ -175,7 +180,7 @@ class GitSource(ReleaseSource):
         self._check_commit(release, commit, f"tag {release} of {self.spec}")
         log.info("release.fetch", release=release, source=self.spec, commit=commit[:12])
         _run(["git", "-c", "advice.detachedHead=false", "clone", "--quiet", "--depth", "1",
-              "--branch", release, self.url, str(dest)], timeout=FETCH_TIMEOUT_S,
+              "--branch", release, "--", self.url, str(dest)], timeout=FETCH_TIMEOUT_S,
              what=f"fetching {release} from {self.spec}", hint=self._unreachable_hint,
              env=_GIT_ENV)
         head = _run(["git", "-C", str(dest), "rev-parse", "HEAD"], timeout=30,
@@ -304,8 +309,8 @@ class TarballSource(_PathSource):
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack.") as work:
             top = _extract(self.path, Path(work) / "x")
             entries = list(top.iterdir())
-            npm_layout = (top / "package" / "package.json").is_file()
-            if npm_layout and not (top / "package" / "src").exists():
+            npm_pack = top / "package"
+            if (npm_pack / "package.json").is_file() and not (npm_pack / "src").exists():
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(top / "package"), dest / "src")
             elif (top / "src" / "package.json").is_file():
@@ -329,12 +334,14 @@ def resolve_source(spec: str, *, github_url: str = GITHUB_URL,
     this tool knows; pass ``{}`` to fetch from a repository with a history of its own.
     """
     spec = spec.strip()
+    if spec:
+        check_source_spec(spec)
     if spec in ("", "github"):
         return GitSource(github_url, kind=SourceKind.GITHUB, spec="github",
                          known_commits=known_commits)
     if spec == "npm":
         return NpmSource(known_commits=known_commits)
-    if "://" in spec or _SCP_LIKE.match(spec):
+    if "://" in spec or SCP_LIKE.match(spec):
         return GitSource(spec, known_commits=known_commits)
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -346,12 +353,6 @@ def resolve_source(spec: str, *, github_url: str = GITHUB_URL,
     raise SourceError(f"--source {spec}: no such path, and not github, npm or a git URL",
                       hint="give github, npm, a git URL, or the path of a mirror, a release "
                            "directory or a tarball")
-
-
-def check_release_name(release: str) -> None:
-    if not _RELEASE_NAME.match(release):
-        raise SourceError(f"{release!r} is not a release name",
-                          hint="give a release tag like 1.8.18")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ def _run(cmd: list[str], *, timeout: float, what: str, hint: str | None = None,
 
 def _endpoint(url: str) -> tuple[str, int] | None:
     """Host and port a git URL connects to; None for local repositories and proxied HTTP."""
-    scp = _SCP_LIKE.match(url)
+    scp = SCP_LIKE.match(url)
     if scp:
         return scp.group("host"), 22
     parts = urlsplit(url)
@@ -420,19 +421,35 @@ def _check_reachable(url: str, timeout: float, hint: str) -> None:
 
 
 def _is_repository(path: Path) -> bool:
-    """A bare repository or the top of a working tree (a folder inside one is a directory)."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--show-toplevel"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
+    """A repository itself: bare (``clone --mirror``, ``--bare``), a ``.git`` directory, or the
+    top of a work tree. A folder inside one (``src/``, a bare repository's ``refs/``) is not.
+
+    Two questions, because ``--show-toplevel`` fails in a bare repository ("must be run in
+    a work tree") and takes every other answer of the same call down with it.
+    """
+    here = path.resolve()
+    git_dir = _rev_parse(path, "--absolute-git-dir")
+    if git_dir is None:
         return False
-    if result.returncode != 0:
-        return False
-    lines = result.stdout.split()
-    if lines and lines[0] == "true":
+    if Path(git_dir).resolve() == here:
         return True
-    return len(lines) > 1 and Path(lines[1]).resolve() == path.resolve()
+    top = _rev_parse(path, "--show-toplevel")
+    return top is not None and Path(top).resolve() == here
+
+
+def _rev_parse(path: Path, question: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(path), "rev-parse", question],
+                                capture_output=True, text=True, timeout=30,
+                                stdin=subprocess.DEVNULL)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        if "dubious ownership" in result.stderr:
+            raise SourceError(f"git refuses to read {path}: it belongs to another user",
+                              hint=f"run: git config --global --add safe.directory {path}")
+        return None
+    return result.stdout.strip() or None
 
 
 def _check_tree(tree: Path, release: str, what: str) -> None:

@@ -91,8 +91,24 @@ expected_commit() {
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
 
+# What a release name and a source may hold: the rule of deployer/etherpad/releases.py, the
+# stacks' AllowedPattern and the Packer variables' validation (a test keeps them equal).
+# Sources end up in git command lines and, on other machines, in shell code.
+RELEASE_NAME_PATTERN='^[0-9A-Za-z][0-9A-Za-z._+-]*$'
+SOURCE_PATTERN='^[0-9A-Za-z._~/@:+%][0-9A-Za-z._~/@:+%-]*$'
+
 valid_release() {
-  [[ "$1" =~ ^[0-9A-Za-z][0-9A-Za-z._+-]*$ ]] || die "'$1' is not a release name (give a tag like 1.8.18)"
+  local LC_ALL=C
+  [[ "$1" =~ $RELEASE_NAME_PATTERN ]] || die "'$1' is not a release name (give a tag like 1.8.18)"
+}
+
+valid_source() {
+  local LC_ALL=C name=$1 value=$2
+  case "$value" in
+    -*) die "$name='$value' starts with '-' (give github, npm, a git URL or a path)" ;;
+  esac
+  [[ "$value" =~ $SOURCE_PATTERN ]] \
+    || die "$name='$value' holds characters a source may not have (use letters, digits and . _ ~ / @ : + % -)"
 }
 
 # "github", "npm", a URL, or a path; a path is a git mirror, a release directory or a tarball.
@@ -104,10 +120,14 @@ source_kind() {
   esac
   if [[ "$SOURCE" =~ ^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+: ]]; then echo git; return; fi
   if [ -d "$SOURCE" ]; then
-    local top bare
-    bare=$(git -C "$SOURCE" rev-parse --is-bare-repository 2>/dev/null || true)
+    # The repository itself (bare, a .git directory, or the top of a work tree), not a
+    # folder inside one: the rule of sources.py's _is_repository.
+    local here git_dir top
+    here=$(cd "$SOURCE" && pwd -P)
+    git_dir=$(git -C "$SOURCE" rev-parse --absolute-git-dir 2>/dev/null || true)
     top=$(git -C "$SOURCE" rev-parse --show-toplevel 2>/dev/null || true)
-    if [ "$bare" = true ] || { [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$SOURCE" && pwd -P)" ]; }; then
+    if { [ -n "$git_dir" ] && [ "$(cd "$git_dir" && pwd -P)" = "$here" ]; } \
+       || { [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$here" ]; }; then
       echo mirror
     else
       echo directory
@@ -134,7 +154,9 @@ check_reachable() {
   else
     return 0
   fi
-  if ! timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then
+  # Host and port are arguments of the probe, never part of its code.
+  # shellcheck disable=SC2016
+  if ! timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$port" 2>/dev/null; then
     local hint="set ETHERPAD_SOURCE to a mirror path or URL"
     [ "$url" = "$GITHUB_URL" ] && hint="$hint, or ETHERPAD_SOURCE=npm with ETHERPAD_RELEASE=1.8.14"
     die "cannot reach $host:$port for $url within 5 s ($hint)"
@@ -173,7 +195,7 @@ fetch_git() {
   local url=$1 tree=$2 refs commit tags
   need git "install git to fetch releases from a git source"
   check_reachable "$url"
-  refs=$(timeout "$GIT_LIST_TIMEOUT" git ls-remote --tags "$url" 2>&1) \
+  refs=$(timeout "$GIT_LIST_TIMEOUT" git ls-remote --tags -- "$url" 2>&1) \
     || die "cannot list the tags of $url: $(echo "$refs" | tail -n 1) (check the URL, or set ETHERPAD_SOURCE to a mirror)"
   commit=$(awk -v t="refs/tags/$RELEASE^{}" '$2 == t {print $1}' <<<"$refs")
   [ -n "$commit" ] || commit=$(awk -v t="refs/tags/$RELEASE" '$2 == t {print $1}' <<<"$refs")
@@ -186,7 +208,7 @@ fetch_git() {
   say "fetching $RELEASE (${commit:0:12}) from $url"
   local out
   out=$(timeout 900 git -c advice.detachedHead=false clone --quiet --depth 1 --branch "$RELEASE" \
-        "$url" "$tree" 2>&1) || die "git clone of $RELEASE from $url failed: $(echo "$out" | tail -n 1)"
+        -- "$url" "$tree" 2>&1) || die "git clone of $RELEASE from $url failed: $(echo "$out" | tail -n 1)"
   COMMIT=$(git -C "$tree" rev-parse HEAD)
   [ "$COMMIT" = "$commit" ] || die "tag $RELEASE of $url moved while fetching (${commit:0:12} -> ${COMMIT:0:12}) (retry)"
   verify_tree "$tree" "tag $RELEASE of $url"
@@ -390,6 +412,10 @@ pid_alive() {
 # ---------------------------------------------------------------------------------------
 [ -n "$RELEASE" ] || [ -n "$FROM_TREE" ] || die "ETHERPAD_RELEASE is not set (set it to the release to install, e.g. 1.8.18)"
 [ -z "$RELEASE" ] || valid_release "$RELEASE"
+if [ -z "$FROM_TREE" ]; then
+  valid_source ETHERPAD_SOURCE "$SOURCE"
+  valid_source ETHERPAD_GITHUB_URL "$GITHUB_URL"
+fi
 need node "install Node.js 18 or 20"
 need npm "install Node.js 18 or 20 with npm"
 if [ -d "$HOME_DIR" ] && [ -n "$(ls -A "$HOME_DIR")" ] && [ ! -f "$HOME_DIR/src/node/server.js" ] \

@@ -465,3 +465,26 @@ def test_a_bundled_tree_is_checked_only_against_an_explicit_commit(mirror, tmp_p
                        ETHERPAD_COMMIT="4b96ff6")
     assert result.returncode == 1
     assert "expected 4b96ff6 for release 1.8.18" in error_lines(result)[0]
+
+
+def test_installer_refuses_a_hostile_source_and_runs_nothing(tmp_path):
+    for spec in ("https://127.0.0.1;touch pwned;#/x.git", "--upload-pack=touch pwned;://"):
+        result = subprocess.run([str(script_path("install-etherpad.sh")), "--fetch-only"],
+                                env={**os.environ, "ETHERPAD_HOME": str(tmp_path / "etherpad"),
+                                     "ETHERPAD_RELEASE": "1.8.18", "ETHERPAD_SOURCE": spec},
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert len(error_lines(result)) == 1, result.stderr
+        assert not (tmp_path / "pwned").exists()
+
+
+def test_the_reachability_probe_takes_the_host_as_data(tmp_path):
+    """Past the source rule, check_reachable's host still never becomes code."""
+    script = script_path("install-etherpad.sh")
+    probe = (f'eval "$(sed -n "/^check_reachable()/,/^}}/p" {script})"; '
+             'die() { echo "error: $*" >&2; exit 1; }; GITHUB_URL=x; '
+             'check_reachable "https://127.0.0.1;touch pwned;#/x.git"')
+    result = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 1 and "cannot reach" in result.stderr
+    assert not (tmp_path / "pwned").exists()

@@ -16,9 +16,14 @@ import tarfile
 
 import pytest
 
-from deployer.etherpad import bundle_release, read_install, resolve_source
+from deployer.etherpad import bundle_release, install_release, read_install, resolve_source
 from deployer.measure.versions import EtherpadVersion
-from tests.support.etherpad import EtherpadRun, etherpad_from_install, make_release_repo
+from tests.support.etherpad import (
+    EtherpadRun,
+    bare_copy,
+    etherpad_from_install,
+    make_release_repo,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,4 +88,21 @@ def test_a_git_release_installed_from_its_bundle_names_its_commit_and_release(
         assert run.api("getText", padID="from-git")["text"] == "hello from 1.8.18\n"
     finally:
         run.stop()
+        shutil.rmtree(home, ignore_errors=True)  # ~150 MB
+
+
+@pytest.mark.slow
+def test_a_release_installs_from_a_bare_mirror(mirror, tmp_path):
+    """What the README tells a release manager to do: `git clone --mirror`, copy it over,
+    pass its path. The installer (as instances run it) clones from the bare repository."""
+    repo, commits = mirror
+    bare = bare_copy(repo, tmp_path / "etherpad-lite.git")
+    source = resolve_source(str(bare), known_commits={"1.8.18": commits["1.8.18"][:7]})
+    home = tmp_path / "opt" / "etherpad"
+    installed = install_release("1.8.18", source, home)
+    try:
+        assert (installed.release, installed.commit) == ("1.8.18", commits["1.8.18"])
+        assert (home / "src" / "node_modules").is_dir()
+        assert (home / ".git" / "HEAD").read_text().strip() == commits["1.8.18"]
+    finally:
         shutil.rmtree(home, ignore_errors=True)  # ~150 MB

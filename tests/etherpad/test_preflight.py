@@ -18,6 +18,8 @@ class FakeCloud:
     def __init__(self, name: str, view: EnvironmentView | None = None) -> None:
         self.name = name
         self.view = view
+        # As the adapters say: the local cloud's machines are this one, AWS's are not.
+        self.fetches_releases_on_this_machine = name == "local"
 
     def describe_environment(self, strategy: str) -> EnvironmentView | None:
         return self.view
@@ -84,3 +86,32 @@ def test_check_releases_against_a_mirror_and_a_directory(tmp_path: Path):
     (tree / "src" / "package.json").write_text("{not json")
     with pytest.raises(SourceError, match=r"no readable src/package.json"):
         check_releases(str(tree), ["1.8.18"])
+
+
+@pytest.mark.parametrize("spec", ["/srv/mirrors/etherpad-lite.git", "file:///srv/etherpad.git",
+                                  "http://127.0.0.1:8080/etherpad-lite.git",
+                                  "https://localhost/etherpad-lite.git"])
+@pytest.mark.parametrize("strategy", ["cloudformation", "packer"])
+def test_on_aws_a_source_only_this_machine_reads_is_refused(checked, strategy, spec):
+    ctx = context(FakeCloud("aws"))
+    ctx.source = spec
+    with pytest.raises(SourceError, match="an EC2 instance") as err:
+        load_strategy(strategy).preflight(ctx)
+    assert "\n" not in str(err.value)
+    assert checked == []
+
+
+def test_on_aws_codedeploy_bundles_a_local_mirror_here(checked):
+    ctx = context(FakeCloud("aws"))
+    ctx.source = "/srv/mirrors/etherpad-lite.git"
+    load_strategy("codedeploy").preflight(ctx)
+    assert checked == [["1.8.18", "1.8.17"]]
+
+
+def test_a_quote_in_a_source_is_refused_on_every_target(checked):
+    for target in ("local", "aws"):
+        ctx = context(FakeCloud(target))
+        ctx.source = "https://git.example.com/x.git';touch /tmp/pwned;'"
+        with pytest.raises(SourceError, match="holds characters a source may not have"):
+            load_strategy("cloudformation").preflight(ctx)
+    assert checked == []

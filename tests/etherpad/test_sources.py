@@ -19,7 +19,7 @@ from deployer.etherpad.sources import (
     NpmSource,
     TarballSource,
 )
-from tests.support.etherpad import git, make_release_repo, tiny_etherpad
+from tests.support.etherpad import bare_copy, git, make_release_repo, tiny_etherpad
 from tests.support.postgres import free_port
 
 
@@ -64,6 +64,54 @@ def test_release_names_cannot_escape(mirror, tmp_path):
         resolve_source(str(repo), known_commits={}).fetch("../1.8.18", tmp_path / "t")
 
 
+# -- hostile specs: nothing reaches git as an option, or a shell as code ----------------------
+@pytest.mark.parametrize("spec", [
+    "--upload-pack=touch pwned;://",
+    "--upload-pack=touch${IFS}pwned",
+    "-oProxyCommand=touch${IFS}pwned",
+], ids=["upload-pack url", "upload-pack path", "ssh option"])
+def test_a_spec_that_git_would_read_as_an_option_is_refused(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError) as err:
+        resolve_source(spec).fetch("1.8.18", tmp_path / "tree")
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no pwned, no tree
+
+
+def test_git_gets_urls_after_a_double_dash(mirror, tmp_path, monkeypatch):
+    """Past the rule (a GitSource made in code), git still reads the URL as a repository.
+
+    Without ``--``, ``git ls-remote --tags --upload-pack=...`` in a checkout with a remote
+    (deployer's own, say) runs the command against that remote."""
+    repo, _ = mirror
+    checkout = tmp_path / "checkout"
+    git("clone", "--quiet", "--", str(repo), str(checkout), cwd=tmp_path)
+    monkeypatch.chdir(checkout)
+    source = GitSource("file:///nonexistent", known_commits={})
+    source.url = "--upload-pack=touch pwned;:"  # what the constructor refuses
+    with pytest.raises(SourceError, match="listing the tags of"):
+        source.tags()
+    with pytest.raises(SourceError):
+        source.fetch("1.8.18", tmp_path / "tree")
+    assert not (checkout / "pwned").exists() and not (tmp_path / "pwned").exists()
+    with pytest.raises(SourceError, match="is not a git URL"):
+        GitSource("--upload-pack=touch pwned")
+
+
+@pytest.mark.parametrize("spec", [
+    "https://127.0.0.1;id>pwned;#/x.git",
+    "https://mirror.example.invalid/x.git' ; touch /tmp/pwned ; '",
+    "/srv/mirrors/etherpad lite.git",
+    "$(touch pwned)",
+    "https://mirror.example.invalid/x.git\ntouch pwned",
+], ids=["semicolon host", "quote", "space", "command substitution", "newline"])
+def test_shell_characters_in_a_source_are_refused(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="holds characters a source may not have"):
+        resolve_source(spec)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_installer_env_tells_the_script_the_same_source():
     github = resolve_source("github", github_url="https://mirror.example.invalid/ep.git")
     assert github.installer_env("1.8.18") == {
@@ -86,6 +134,40 @@ def test_fetch_by_tag_from_a_mirror(mirror, tmp_path, as_url):
     # .git stays: Etherpad's Server header reads the commit from it
     assert git("rev-parse", "HEAD", cwd=fetched.tree) == commits["1.8.17"]
     assert (fetched.tree / ".git" / "HEAD").read_text().strip() == commits["1.8.17"]
+
+
+# -- bare repositories: what `git clone --mirror` and `--bare` make ---------------------------
+@pytest.fixture(scope="module", params=["--mirror", "--bare"])
+def bare(mirror, tmp_path_factory, request):
+    repo, commits = mirror
+    name = request.param.strip("-")
+    return bare_copy(repo, tmp_path_factory.mktemp(name) / "etherpad-lite.git",
+                     how=request.param), commits
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_a_bare_repository_is_a_git_source(bare, tmp_path, as_url):
+    repo, commits = bare
+    spec = repo.as_uri() if as_url else str(repo)
+    source = resolve_source(spec, known_commits={})
+    assert isinstance(source, GitSource) and source.kind is SourceKind.GIT
+    assert source.tags() == {"1.8.17": commits["1.8.17"], "1.8.18": commits["1.8.18"]}
+    fetched = source.fetch("1.8.18", tmp_path / "tree")
+    assert fetched.commit == commits["1.8.18"]
+    assert package_version(fetched.tree) == "1.8.18"
+    assert (fetched.tree / ".git" / "HEAD").read_text().strip() == commits["1.8.18"]
+
+
+def test_the_git_directory_of_a_work_tree_is_a_git_source(mirror, tmp_path):
+    repo, commits = mirror
+    source = resolve_source(str(repo / ".git"), known_commits={})
+    assert isinstance(source, GitSource)
+    assert source.fetch("1.8.17", tmp_path / "tree").commit == commits["1.8.17"]
+
+
+def test_a_folder_inside_a_bare_repository_is_not_the_repository(bare):
+    repo, _ = bare
+    assert isinstance(resolve_source(str(repo / "refs")), DirectorySource)
 
 
 def test_fetch_accepts_the_known_commit(mirror, tmp_path):

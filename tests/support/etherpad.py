@@ -48,6 +48,14 @@ def make_release_repo(repo: Path, releases: Mapping[str, Callable[[Path, str], N
     return commits
 
 
+def bare_copy(repo: Path, dest: Path, *, how: str = "--mirror") -> Path:
+    """``git clone --mirror`` (or ``--bare``) of ``repo`` at ``dest``: a repository as a
+    release manager copies it over from a machine that reaches GitHub, with no work tree."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    git("clone", "--quiet", how, "--", str(repo), str(dest), cwd=dest.parent)
+    return dest
+
+
 def tiny_etherpad(tree: Path, release: str) -> None:
     """A stand-in Etherpad tree: enough for fetching and verifying, not for running."""
     (tree / "src" / "node").mkdir(parents=True)
