@@ -20,7 +20,11 @@ requests (socket.io's websocket) are tunnelled both ways after the 101. The fram
 is ``http1.py``; this module decides where a request goes and what an error becomes.
 
 The proxy runs on asyncio streams in an event loop of its own thread; callers use a plain
-synchronous, thread-safe API (:class:`LoadBalancer`).
+synchronous, thread-safe API (:class:`LoadBalancer`). The health-check schedule and idle
+timers run on that loop's own clock (``loop.time``, ``asyncio.sleep``), the one clock
+asyncio's streams and timeouts share; the rules they feed (thresholds, the deregistration
+delay) live in the target group on the injected :class:`~deployer.base.clock.Clock`, where
+the unit tests drive them.
 """
 
 from __future__ import annotations
