@@ -120,6 +120,7 @@ class PadLease {
 
   start() {
     this.guardPadLoading();
+    this.holdExitUntilDrained();
     this.timer = setInterval(() => this.tick(), TRY_EVERY_MS);
     this.timer.unref();
     this.tick();
@@ -324,6 +325,22 @@ class PadLease {
     try { await client.end(); } catch (err) { /* already closed */ }
   }
 
+  // Etherpad 1.8's worker pool (the threads module, for minifying) answers SIGTERM with its
+  // own process.exit a few milliseconds later, before any shutdown hook has finished. The
+  // holder exits only once it has handed over (bounded).
+  holdExitUntilDrained() {
+    if (process.deployerLeaseExitHeld) return;
+    process.deployerLeaseExitHeld = true;
+    const exit = process.exit.bind(process);
+    process.exit = (code) => {
+      if (this.role !== 'holder' && this.role !== 'draining') return exit(code);
+      const drained = this.drain().catch(() => {});
+      const bounded = Promise.race([drained, new Promise((r) => setTimeout(r, 3000))]);
+      bounded.then(() => exit(code));
+      return undefined;
+    };
+  }
+
   // Etherpad closes its database in a shutdown hook that runs beside ours: not before the
   // pad sockets are closed and the buffer is flushed.
   holdDatabaseCloseUntilDrained() {
@@ -331,7 +348,8 @@ class PadLease {
     if (ueberdb == null || ueberdb.deployerLeaseGuarded) return;
     const close = ueberdb.close;
     ueberdb.close = (callback) => {
-      const drained = this.drained || Promise.resolve();
+      // Etherpad's database hook may run first: the drain starts here then.
+      const drained = this.drain().catch(() => {});
       const bounded = Promise.race([drained, new Promise((r) => setTimeout(r, 2500))]);
       bounded.then(() => close.call(ueberdb, callback), () => close.call(ueberdb, callback));
     };
@@ -398,6 +416,12 @@ class PadLease {
     await new Promise((resolve) => { req.on('end', resolve); req.on('error', resolve); });
     const body = Buffer.concat(chunks);
     for (;;) {
+      if (target && target.local && body.length === 0) {
+        // Became the holder meanwhile; a request without a body is served as it came.
+        res.setHeader(SERVER_HEADER, this.address);
+        serveHere(res);
+        return;
+      }
       if (target == null || target.local) {
         // No holder in time, or this instance became the holder after reading the body:
         // the client asks again.
