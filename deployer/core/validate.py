@@ -6,6 +6,8 @@ a release uses, with placeholder values where a release would supply real ones:
 - ``appspec/appspec.yml`` with the appspec reader, and every hook it names must exist;
 - each ``etherpad/stacks/*.yaml`` with the local cloud's template reader (placeholder
   parameters and attributes), then ``cfn-lint`` if it is installed;
+- every Auto Scaling group that can run two Etherpads at once must keep the pad lease
+  (``deployer.cfn.padservers``);
 - the user data of every launch template, resolved: ``bash -n`` (and ``shellcheck``);
 - ``packer/etherpad.pkr.hcl`` with the HCL reader (a placeholder ``etherpad_version``), then
   ``packer validate -syntax-only`` if Packer is installed;
@@ -187,6 +189,7 @@ PLACEHOLDER_IMAGE_ID = "ami-00000000000000000"
 
 
 def _templates(run: _Run) -> None:
+    from deployer.cfn import padservers
     from deployer.cfn.parameters import PUBLIC_IMAGE_PARAMETERS
     from deployer.cfn.templates import load_stack
 
@@ -205,6 +208,9 @@ def _templates(run: _Run) -> None:
         except ConfigError as exc:
             run.config_error("template", path, exc)
             continue
+        for logical_id, message in padservers.findings(model.auto_scaling_groups,
+                                                       model.launch_templates):
+            run.add("pad servers", f"{path}: {logical_id}", message)
         for logical_id, template in model.launch_templates.items():
             if template.user_data:
                 _shell_text(run, template.user_data, "bash",

@@ -24,6 +24,12 @@
 #                         every instance the same one so sessions survive a rolling update
 #   ETHERPAD_KEEPALIVE_TIMEOUT_S  how long an idle connection stays open (the release plugin):
 #                         longer than the load balancer's idle timeout      65
+#   ETHERPAD_PAD_LEASE    off: no pad lease (two instances on one database both serve pads,
+#                         which Etherpad cannot do safely); with postgres it is on otherwise
+#   ETHERPAD_PAD_LEASE_ADDRESS  host:port where the other instances reach this one to forward
+#                         pad traffic (default: ETHERPAD_IP:ETHERPAD_PORT; when listening on
+#                         0.0.0.0, the instance's private IP from IMDSv2, at ETHERPAD_IMDS_URL
+#                         http://169.254.169.254)
 #   ETHERPAD_LOGLEVEL (INFO)  ETHERPAD_TITLE (Etherpad)  ETHERPAD_TRUST_PROXY (false)
 #   ETHERPAD_LOG          node's output in background mode          $ETHERPAD_HOME/var/etherpad.log
 #   NODE_ENV              production
@@ -109,6 +115,25 @@ DB_WAIT_S=${DB_WAIT_S:-120}
 DB_PASSWORD=$(read_secret DB_PASSWORD) || exit 1
 export DB_PASSWORD
 export NODE_ENV=${NODE_ENV:-production}
+
+# The pad lease (the release plugin): the holder serves pads, the others forward to the
+# address it advertises. On AWS that is the instance's private IP (IMDSv2, each call bounded).
+instance_private_ip() {
+  local imds=${ETHERPAD_IMDS_URL:-http://169.254.169.254} token
+  command -v curl >/dev/null || return 0
+  token=$(curl -fsS --max-time 1 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+          "$imds/latest/api/token" 2>/dev/null) || return 0
+  curl -fsS --max-time 1 -H "X-aws-ec2-metadata-token: $token" \
+       "$imds/latest/meta-data/local-ipv4" 2>/dev/null || true
+}
+if [ -z "${ETHERPAD_PAD_LEASE_ADDRESS:-}" ]; then
+  case "$ETHERPAD_IP" in
+    0.0.0.0|::) lease_ip=$(instance_private_ip) ;;
+    *) lease_ip=$ETHERPAD_IP ;;
+  esac
+  # Unknown: the plugin takes the first non-loopback IPv4 address.
+  if [ -n "$lease_ip" ]; then export ETHERPAD_PAD_LEASE_ADDRESS="$lease_ip:$ETHERPAD_PORT"; fi
+fi
 
 mkdir -p "$HOME_DIR/var"
 SETTINGS="$HOME_DIR/settings.json"

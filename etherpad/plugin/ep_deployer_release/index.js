@@ -13,6 +13,8 @@
 const fs = require('fs');
 const path = require('path');
 
+const padLease = require('./lease');
+
 const HEADER = 'X-Etherpad-Release';
 
 // The release installed in this tree. <root>/RELEASE is written by the installer and
@@ -65,6 +67,7 @@ const keepAliveSeconds = () => {
 exports.keepAliveSeconds = keepAliveSeconds;
 exports.expressCreateServer = (hookName, {server}) => {
   if (!server) return;
+  padLease.attach(server);
   const ms = keepAliveSeconds() * 1000;
   server.keepAliveTimeout = ms;
   // A request's headers must be allowed longer than the idle wait, or Node cuts the socket.
@@ -131,3 +134,8 @@ const keepSessionSaveErrorsFromCuttingConnections = () => {
   proto.deployerGuarded = true;
 };
 keepSessionSaveErrorsFromCuttingConnections();
+
+// One pad server per environment (lease.js): the socket.io server, to close pad sockets at
+// a handover, and the handover itself at shutdown.
+exports.socketio = (hookName, {io}) => { padLease.socketio(io); };
+exports.shutdown = async () => { await padLease.shutdown(); };
