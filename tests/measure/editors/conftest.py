@@ -35,10 +35,10 @@ def etherpads(npm_install, postgres, tmp_path):
     env = {**postgres.etherpad_env(), "DB_NAME": database, "ETHERPAD_APIKEY": API_KEY,
            "ETHERPAD_SESSIONKEY": SESSION_KEY}
 
-    def start(name: str) -> EtherpadRun:
+    def start(name: str, **extra_env: str) -> EtherpadRun:
         home = tmp_path / name
         subprocess.run(["cp", "-a", str(npm_install.root), str(home)], check=True, timeout=120)
-        run = EtherpadRun(home, env=env)
+        run = EtherpadRun(home, env={**env, **extra_env})
         run.start()
         started.append(run)
         return run

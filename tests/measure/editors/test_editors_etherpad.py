@@ -71,7 +71,9 @@ def test_editors_work_through_the_local_load_balancer(etherpads, load_balancer, 
 
 def test_two_etherpads_round_robin_without_pad_affinity_is_caught(etherpads, load_balancer,
                                                                    driver_modules):
-    first, second = etherpads("first"), etherpads("second")
+    # Plain Etherpads: the release plugin's pad lease off, as without deployer's stacks.
+    first = etherpads("first", ETHERPAD_PAD_LEASE="off")
+    second = etherpads("second", ETHERPAD_PAD_LEASE="off")
     load_balancer.register("i-first", first.port)
     load_balancer.register("i-second", second.port)
     wait_healthy(load_balancer, "i-first", "i-second")
@@ -87,6 +89,22 @@ def test_two_etherpads_round_robin_without_pad_affinity_is_caught(etherpads, loa
     if data.pads_diverged:
         assert data.diverged_pads and any("diverged" in d for d in data.details)
     assert summary.disconnects > 0 or summary.edits_lost > 0 or data.pads_diverged > 0
+
+
+def test_two_etherpads_round_robin_with_the_pad_lease_serve_editors(etherpads, load_balancer,
+                                                                    driver_modules):
+    """The same two instances with the pad lease (the default): one serves the pads, the
+    other forwards to it, so editors connect, nothing is lost and no pad diverges."""
+    first, second = etherpads("first"), etherpads("second")
+    load_balancer.register("i-first", first.port)
+    load_balancer.register("i-second", second.port)
+    wait_healthy(load_balancer, "i-first", "i-second")
+    sim, check, records, ready = run_editors(load_balancer.url, driver_modules, seconds=8)
+    data = check.verify(sim.acknowledged(), {"i-first": first.url, "i-second": second.url})
+    summary = summarize(records, data.lost_marks)
+    assert ready, records
+    assert (summary.gave_up, summary.edits_lost, data.pads_diverged) == (0, 0, 0), (summary, data)
+    assert summary.edits_acknowledged > 0 and data.ok, data
 
 
 def test_editors_reconnect_to_the_instance_that_takes_over(etherpads, load_balancer,
