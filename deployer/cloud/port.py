@@ -46,7 +46,13 @@ class StackStatus(StrEnum):
 
     @property
     def in_progress(self) -> bool:
-        return self.endswith("_IN_PROGRESS")
+        """An operation is running. REVIEW_IN_PROGRESS is not one: it waits for a change set
+        to be executed, and only a delete (or that execution) moves it on."""
+        return self.endswith("_IN_PROGRESS") and self is not StackStatus.REVIEW_IN_PROGRESS
+
+    @property
+    def terminal(self) -> bool:
+        return not self.endswith("_IN_PROGRESS")
 
     @property
     def gone(self) -> bool:
