@@ -14,7 +14,7 @@ import pytest
 
 from deployer.base.assets import asset_path
 from deployer.base.errors import ExitStatus, UsageError
-from deployer.cloud.port import CloudPort, EnvironmentView, Event
+from deployer.cloud.port import EnvironmentView, Event
 from deployer.core.compare import (
     CompareObserver,
     CompareRun,
@@ -28,6 +28,7 @@ from deployer.report.floor import FloorConfig, RolloutModel, compute_floor, floo
 from deployer.report.history import History, RunRole
 from deployer.report.release import junit_xml
 from deployer.report.rollout import measure, spread
+from tests.support.fake_cloud import UnscriptedCloud
 from tests.support.reports import in_place_report, rolling_report
 from tests.support.scripted_server import ScriptedServer
 
@@ -168,7 +169,7 @@ def test_parse_strategies():
 
 
 # -- a compare run against a fake cloud (real ReleaseRun, real poller, loopback server) -----
-class FakeCloud(CloudPort):
+class FakeCloud(UnscriptedCloud):
     """Environments that are a scripted server each; a release switches the server's commit."""
 
     name = "fake"
@@ -204,23 +205,11 @@ class FakeCloud(CloudPort):
     def destroy_environment(self, strategy, on_event):
         self.servers.pop(strategy).close()
 
-    def update_stack(self, strategy, parameters, on_event):
-        raise NotImplementedError
 
-    def put_artifact(self, strategy, key, path):
-        raise NotImplementedError
 
-    def deploy_revision(self, strategy, revision, on_event, **kwargs):
-        raise NotImplementedError
 
-    def build_image(self, template, variables, on_event):
-        raise NotImplementedError
 
-    def list_images(self):
-        return []
 
-    def target_health(self, strategy):
-        return []
 
 
 class SwitchStrategy(Strategy):

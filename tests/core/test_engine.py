@@ -11,44 +11,17 @@ from types import SimpleNamespace
 import pytest
 
 from deployer.base.errors import CloudError, ExitStatus, RolloutFailed
-from deployer.cloud.port import CloudPort, EnvironmentView, Event
+from deployer.cloud.port import EnvironmentView, Event
 from deployer.core.engine import PollerSettings, ReleaseRun
 from deployer.core.strategy import Prepared, PreparedKind, ReleaseContext, Strategy
 from deployer.measure.poller import Probe
 from deployer.report.release import Outcome, Verdict
 from tests.support.clock import FakeClock
+from tests.support.fake_cloud import UnscriptedCloud
 
 
-class FakeCloud(CloudPort):
-    name = "fake"
-    fetches_releases_on_this_machine = False
-
-    def ensure_environment(self, strategy, template, parameters, on_event):
-        raise NotImplementedError
-
-    def describe_environment(self, strategy):
-        return None
-
-    def destroy_environment(self, strategy, on_event):
-        raise NotImplementedError
-
-    def update_stack(self, strategy, parameters, on_event):
-        raise NotImplementedError
-
-    def put_artifact(self, strategy, key, path):
-        raise NotImplementedError
-
-    def deploy_revision(self, strategy, revision, on_event, **kwargs):
-        raise NotImplementedError
-
-    def build_image(self, template, variables, on_event):
-        raise NotImplementedError
-
-    def list_images(self):
-        return []
-
-    def target_health(self, strategy):
-        return []
+class FakeCloud(UnscriptedCloud):
+    """No environment; every verb the engine is not expected to call refuses."""
 
 
 class FakePoller:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deployer.base.errors import StateError, UsageError
-from deployer.cloud.port import CloudPort, Image
+from deployer.cloud.port import Image
 from deployer.core.images import plan_prune, prune_images
+from tests.support.fake_cloud import UnscriptedCloud
 
 
 def image(n: int) -> Image:
@@ -26,7 +27,7 @@ def test_plan_keeps_the_newest_and_every_image_in_use():
         plan_prune(images, set(), keep=-1)
 
 
-class Cloud(CloudPort):
+class Cloud(UnscriptedCloud):
     """Just the image verbs; one image comes into use between the plan and its removal."""
 
     name = "fake"
@@ -44,8 +45,6 @@ class Cloud(CloudPort):
         self.removed.append(image_id)
         return [f"snap-{image_id}"]
 
-    ensure_environment = describe_environment = destroy_environment = update_stack = \
-        put_artifact = deploy_revision = build_image = target_health = None  # type: ignore
 
 
 def test_prune_reports_what_the_cloud_refused():
