@@ -63,7 +63,7 @@ def test_instances_require_imdsv2(name: str):
 
 
 @pytest.mark.parametrize("name", STACKS)
-def test_instances_are_reachable_only_from_the_load_balancer(name: str):
+def test_instances_are_reachable_only_from_the_load_balancer_and_each_other(name: str):
     doc = template(name)
     balancers = of_type(doc, "AWS::ElasticLoadBalancingV2::LoadBalancer")
     assert len(balancers) == 1
@@ -79,7 +79,10 @@ def test_instances_are_reachable_only_from_the_load_balancer(name: str):
             assert rules, f"{group} has no ingress rule at all"
             for rule in rules:
                 assert "CidrIp" not in rule and "CidrIpv6" not in rule, f"{group}: {rule}"
-                assert ref(rule.get("SourceSecurityGroupId")) in lb_groups, f"{group}: {rule}"
+                # From the load balancer, or from the other instances (pad traffic forwarded
+                # to the pad lease's holder); nobody else.
+                assert ref(rule.get("SourceSecurityGroupId")) in lb_groups | {group}, \
+                    f"{group}: {rule}"
                 assert rule.get("FromPort") == rule.get("ToPort") == 9001  # Etherpad only
 
 
