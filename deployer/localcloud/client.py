@@ -279,6 +279,19 @@ class LocalCloud(CloudPort):
                  "to_state": h["to_state"], "reason": h.get("reason", "")}
                 for h in stack.get("health_history", [])]
 
+    def etherpad_api_key(self, strategy: str) -> str | None:
+        # Read from the owner's own state file: the key never crosses the supervisor's API.
+        record = self.state().stack_for(strategy)
+        return record.secrets.get("ETHERPAD_APIKEY") if record is not None else None
+
+    def instance_urls(self, strategy: str) -> dict[str, str]:
+        view = self.describe_environment(strategy)
+        if view is None:
+            return {}
+        return {inst.instance_id: f"http://{inst.endpoint}/" for inst in view.instances
+                if inst.endpoint and inst.state == "running"
+                and inst.target_health in ("healthy", "draining")}
+
     def target_health(self, strategy: str) -> list[TargetHealth]:
         stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
         return [TargetHealth(target_id=tid, state=t["state"], reason=t.get("reason", ""))
