@@ -40,11 +40,11 @@ def test_no_secret_in_any_output_of_a_full_release(cli: Cli, home: Path, tmp_pat
     outputs: dict[str, str] = {}
     for name, args in {
         "up": ("up", "--strategy", "fixture", "--version", "1.0"),
-        "release": ("release", "2.0", "--strategy", "fixture", "--json", str(report),
+        "release": ("release", "2.0", "--strategy", "fixture", "--editors", "0", "--json", str(report),
                     "--junit", str(junit)),
         "status --json": ("status", "--json"),
         "status": ("status",),
-        "release --verbose": ("--verbose", "release", "3.0", "--strategy", "fixture"),
+        "release --verbose": ("--verbose", "release", "3.0", "--strategy", "fixture", "--editors", "0"),
     }.items():
         result = cli.run(*args, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
