@@ -45,6 +45,10 @@ class Forbidden(errors.CloudError):
     """A credential that does not allow this call (HTTP 403)."""
 
 
+class Readable(errors.StateError):
+    """This user's own file, but others may read it (as deployer wrote files before)."""
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by its owner only, from the first byte on, and
     replace ``path`` in one step (a reader never sees half a file)."""
@@ -90,9 +94,10 @@ def read_private(path: Path) -> bytes:
                                     hint="each user needs a data dir of their own "
                                          "(DEPLOYER_HOME)")
         if st.st_mode & 0o077:
-            raise errors.StateError(f"{path} is readable or writable by others "
-                                    f"(mode {st.st_mode & 0o777:o}): not trusting it",
-                                    hint=f"remove it (a new supervisor writes it {PRIVATE_MODE:o})")
+            error = Readable if not st.st_mode & 0o022 else errors.StateError
+            raise error(f"{path} is readable or writable by others "
+                        f"(mode {st.st_mode & 0o777:o}): not trusting it",
+                        hint=f"remove it (a new supervisor writes it {PRIVATE_MODE:o})")
         return fh.read()
 
 

@@ -33,7 +33,7 @@ from deployer.cloud.port import (
     StackResult,
     TargetHealth,
 )
-from deployer.localcloud.access import INFO_FILE, Unauthorized, read_info
+from deployer.localcloud.access import INFO_FILE, Readable, Unauthorized, read_info
 from deployer.localcloud.operations import OperationStatus
 from deployer.localcloud.state import CloudState, ImageState, Store
 from deployer.localcloud.supervisor import cloud_dir
@@ -68,8 +68,19 @@ class LocalCloud(CloudPort):
         The file must be this user's own and private (it holds the owner's token, and a URL
         a forged one could point elsewhere): otherwise a one-line :class:`StateError`.
         """
-        info = read_info(self.dir)
-        if info is None or not isinstance(info.get("pid"), int):
+        try:
+            info = read_info(self.dir)
+        except Readable:
+            # Written by an older deployer (0644, no token): fine if its supervisor is gone.
+            try:
+                info = json.loads((self.dir / INFO_FILE).read_text())
+            except (OSError, ValueError):
+                return None
+            if isinstance(info, dict) and "token" not in info:
+                info.pop("url", None)
+            else:
+                raise
+        if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
             return None
         if not pid_alive(info["pid"]):
             return None
@@ -99,9 +110,11 @@ class LocalCloud(CloudPort):
             while info is None:
                 code = proc.poll()
                 if code:  # it died at start: say why now, not after the timeout
+                    why = last_line(log_path, log_start).removeprefix(
+                        "deployer-supervisor: error: ")
                     raise errors.CloudError(
                         f"the local cloud supervisor did not start: "
-                        f"{last_line(log_path, log_start) or f'exit status {code}'}",
+                        f"{why or f'exit status {code}'}",
                         hint=f"see {log_path}")
                 if self.clock.monotonic() > deadline:
                     raise errors.CloudError(

@@ -173,7 +173,7 @@ class Store:
             raise StateError(f"the local cloud's state {path} is corrupt: "
                              f"{where + ': ' if where else ''}{what}",
                              hint="restore it, or move it away to start with no "
-                                  "environments (their processes are not stopped then)"
+                                  "environments; their processes are then not stopped"
                              ) from None
 
     def save(self) -> None:

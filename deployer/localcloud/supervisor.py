@@ -401,8 +401,11 @@ def make_handler(sup: Supervisor):
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client hung up first: nothing to tell it
+                self.close_connection = True
 
         def _check_origin(self) -> None:
             """Only this machine's own clients: no browser, no DNS rebinding."""
@@ -423,12 +426,15 @@ def make_handler(sup: Supervisor):
             length = self.headers.get("Content-Length")
             if length is None:
                 raise BadRequest(411, "a POST needs a Content-Length")
-            if not length.isdigit() or len(length) > 12:
+            if not length.isdigit() or len(length) > 18:
                 raise BadRequest(400, f"Content-Length {length[:20]!r} is not a size")
             size = int(length)
             if size > MAX_BODY:
                 raise BadRequest(413, f"the body is {size} bytes, more than {MAX_BODY}")
-            data = self.rfile.read(size)
+            try:
+                data = self.rfile.read(size)
+            except TimeoutError:
+                raise BadRequest(408, "the body did not come in time") from None
             if len(data) < size:
                 raise BadRequest(400, "the body ended before its Content-Length")
             if not data:
