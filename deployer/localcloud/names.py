@@ -45,13 +45,6 @@ def _bad(what: str, value: object, rule: str) -> UsageError:
     return UsageError(f"{what} {shown} is not allowed", hint=rule)
 
 
-def text(body: dict, field: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str):
-        raise UsageError(f"the request needs {field!r} (a string)")
-    return value
-
-
 def matching(what: str, value: Any, pattern: re.Pattern[str], rule: str) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise _bad(what, value, rule)
@@ -180,3 +173,21 @@ def upload_path(value: Any) -> Path:
     if not path.is_file():
         raise UsageError(f"cannot upload {value}: not a regular file")
     return path
+
+
+def deployment(body: dict) -> dict:
+    """A CodeDeploy deployment as the API takes it, every name checked."""
+    revision = body.get("revision")
+    if not isinstance(revision, dict):
+        raise UsageError("the request needs 'revision' (an artifact)")
+    size = revision.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise UsageError("the revision's size must be a number of bytes")
+    checked = {"bucket": bucket(revision.get("bucket")),
+               "key": key(revision.get("key")), "etag": etag(revision.get("etag")),
+               "version": version(revision.get("version")), "size": size}
+    wanted = body.get("release")
+    return {"stack": stack(body.get("stack")), "revision": checked,
+            "release": None if wanted is None else release(wanted),
+            "ignore_application_stop_failures": bool(
+                body.get("ignore_application_stop_failures"))}

@@ -548,7 +548,7 @@ def route(sup: Supervisor, caller: Caller, method: str, path: list[str], body: d
         case "POST", ["deployments"]:
             if sup.codedeploy is None:
                 raise errors.CloudError("CodeDeploy is not available in this local cloud")
-            return sup.codedeploy.start_deployment(deployment_request(body)).view()
+            return sup.codedeploy.start_deployment(names.deployment(body)).view()
         case "POST", ["images", "build"]:
             return build_image_operation(sup.context, {
                 "template": str(names.template_path(body.get("template"))),
@@ -561,24 +561,6 @@ def route(sup: Supervisor, caller: Caller, method: str, path: list[str], body: d
                 body.get("delete_stacks"))}).start()
             return {"ok": True}
     raise errors.NotFound(f"no such API: {method} /{'/'.join(path)[:200]}")
-
-
-def deployment_request(body: dict) -> dict:
-    """A CodeDeploy deployment as the API takes it, every name checked."""
-    revision = body.get("revision")
-    if not isinstance(revision, dict):
-        raise errors.UsageError("the request needs 'revision' (an artifact)")
-    size = revision.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise errors.UsageError("the revision's size must be a number of bytes")
-    checked = {"bucket": names.bucket(revision.get("bucket")),
-               "key": names.key(revision.get("key")), "etag": names.etag(revision.get("etag")),
-               "version": names.version(revision.get("version")), "size": size}
-    release = body.get("release")
-    return {"stack": names.stack(body.get("stack")), "revision": checked,
-            "release": None if release is None else names.release(release),
-            "ignore_application_stop_failures": bool(
-                body.get("ignore_application_stop_failures"))}
 
 
 def main() -> None:

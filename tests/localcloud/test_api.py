@@ -86,6 +86,20 @@ def test_names_the_cli_sends_pass(check, value):
     assert check(value) == value
 
 
+def test_a_deployment_request_is_checked_whole():
+    revision = {"bucket": "etherpad-codedeploy-artifacts", "key": "bundles/1.8.18.tar.gz",
+                "etag": "0123456789abcdef0123456789abcdef", "version": "000002-01234567",
+                "size": 10}
+    body = {"stack": "etherpad-codedeploy", "revision": revision, "release": "1.8.18"}
+    assert names.deployment(body) == {**body, "ignore_application_stop_failures": False}
+    for bad in ({**body, "release": "1.8.18;id"}, {**body, "stack": "../x"},
+                {**body, "revision": {**revision, "bucket": "/etc"}},
+                {**body, "revision": {**revision, "size": "10"}},
+                {**body, "revision": {**revision, "etag": "x"}}, {"stack": "etherpad-x"}):
+        with pytest.raises(UsageError):
+            names.deployment(bad)
+
+
 def test_templates_and_uploads_are_regular_files(tmp_path):
     template = tmp_path / "stack.yaml"
     template.write_text("Resources: {}\n")
