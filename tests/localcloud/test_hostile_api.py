@@ -171,7 +171,7 @@ def test_nobody_cannot_read_the_owners_secrets(env):
         assert as_nobody(READ, str(path)) == "denied", name
 
 
-def test_nobody_cannot_create_a_stack(env, tmp_path_factory):
+def test_nobody_cannot_create_a_stack(env):
     cloud, port, _ = env
     own = Path(tempfile.mkdtemp(prefix="nobody-"))
     own.chmod(0o777)
@@ -373,7 +373,7 @@ def test_the_owners_client_still_works(env, tmp_path):
     assert cloud.describe_environment(STRATEGY).stack_status == "CREATE_COMPLETE"
 
 
-def test_a_forged_supervisor_file_is_not_trusted(env, tmp_path):
+def test_a_forged_supervisor_file_is_not_trusted(tmp_path):
     """Someone else's supervisor.json would send the owner's client (and its token) to them."""
     home = tmp_path / "other"
     (home / "localcloud").mkdir(parents=True)
