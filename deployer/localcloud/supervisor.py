@@ -88,6 +88,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.codedeploy: LocalCodeDeploy | None = None
         self.credentials = Credentials.for_cloud(self.dir)
+        self.port = 0  # the API's, once serve() has bound it
 
     def _context(self, url: str) -> CloudContext:
         launcher = InstanceLauncher(self.home, url, self.bin_dir, clock=self.clock,

@@ -215,6 +215,13 @@ def test_nobody_cannot_delete_a_stack_or_stop_the_cloud(env):
     assert status == 401
     status, _ = nobody_request(port, "POST", "/shutdown", {"delete_stacks": True})
     assert status == 401
+    # Nor run a Packer template's provisioners, or a deployment's hooks.
+    status, _ = nobody_request(port, "POST", "/images/build", {
+        "template": str(Path(__file__).parents[2] / "packer" / "etherpad.pkr.hcl"),
+        "variables": {"etherpad_version": "1.0"}})
+    assert status == 401
+    status, _ = nobody_request(port, "POST", "/deployments", {"stack": STACK})
+    assert status == 401
     time.sleep(1.0)
     assert Path(f"/proc/{pid}").exists()
     assert stack_status(cloud) == "CREATE_COMPLETE"
