@@ -47,6 +47,7 @@ from deployer.cloud.port import (
     OnEvent,
     StackResult,
     TargetHealth,
+    raise_if_not_all_removed,
 )
 
 STRATEGIES = ("codedeploy", "cloudformation", "packer")
@@ -56,9 +57,6 @@ STACK_TIMEOUT_S = 3 * 3600.0
 FAILED = {StackStatus.CREATE_FAILED, StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED,
           StackStatus.UPDATE_ROLLBACK_COMPLETE, StackStatus.UPDATE_ROLLBACK_FAILED,
           StackStatus.UPDATE_FAILED, StackStatus.DELETE_FAILED}
-# Stacks that exist but must be replaced before use: a failed create can only be deleted.
-REPLACE = {StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED,
-           StackStatus.DELETE_COMPLETE}
 BUNDLE_TYPES = {".tgz": "tgz", ".tar.gz": "tgz", ".tar": "tar", ".zip": "zip"}
 RESOURCE_LOOKUP_EVERY = 3  # polls between looks for the group and target group of a new stack
 
@@ -86,7 +84,7 @@ class AwsCloud(CloudPort):
         clients and skip the preflight; in use both come from the session."""
         self._session = session
         self.clock = clock or Clock()
-        self.caller = caller or Caller(sleep=self.clock.sleep)
+        self.caller = caller or Caller()
         self.packer = packer or PackerCli(clock=self.clock.now)
         self.assets_dir = assets_dir
         self.identity: Identity | None = identity
@@ -156,6 +154,11 @@ class AwsCloud(CloudPort):
         if status.in_progress:
             raise StateError(f"stack {stack['StackName']} is {status.value}",
                              hint="wait for it to finish (see the CloudFormation console)")
+        if not status.usable:
+            raise StateError(f"stack {stack['StackName']} is {status.value}: not an environment "
+                             "to release on",
+                             hint=f"'deployer up --strategy {strategy} --target aws --version "
+                                  "VERSION' repairs or recreates it")
         return stack
 
     def _outputs(self, stack: dict) -> dict[str, str]:
@@ -239,14 +242,16 @@ class AwsCloud(CloudPort):
             if status.in_progress:
                 raise StateError(f"stack {name} is {status.value}",
                                  hint="wait for it to finish (see the CloudFormation console)")
-            if status not in REPLACE and status is not StackStatus.REVIEW_IN_PROGRESS:
+            if status is StackStatus.UPDATE_ROLLBACK_FAILED:
+                return self._continue_update_rollback(strategy, stack, on_event)
+            if status.usable:
                 view = self.describe_environment(strategy)
                 assert view is not None
                 return view
-            if status in (StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED):
-                # A stack whose creation failed can only be deleted, then created anew.
-                self.log.warning("stack.replacing", stack_name=name, status=status.value)
-                self.destroy_environment(strategy, on_event)
+            if status is not StackStatus.DELETE_COMPLETE:
+                # Never an environment (a change set never executed, a failed create) or
+                # halfway gone (a failed delete): it can only be deleted, then created anew.
+                self._delete_to_recreate(strategy, status, on_event)
         text = template.read_text()
         document = templates.parse(text, str(template))
         declared = templates.parameter_names(document)
@@ -276,6 +281,39 @@ class AwsCloud(CloudPort):
             raise CloudError(f"stack {name} was not created ({result.status}): {result.reason}",
                              hint=f"fix the cause, then 'deployer down --strategy {strategy} "
                                   "--target aws' removes what is left")
+        view = self.describe_environment(strategy)
+        assert view is not None
+        return view
+
+    def _delete_to_recreate(self, strategy: str, status: StackStatus, on_event: OnEvent) -> None:
+        name = stack_name(strategy)
+        self.log.warning("stack.replacing", stack_name=name, status=status.value)
+        try:
+            self.destroy_environment(strategy, on_event)
+        except CloudError as exc:
+            raise StateError(f"stack {name} is {status.value} (not an environment) and could "
+                             f"not be deleted to create it anew: {exc.message}",
+                             hint="delete it in the CloudFormation console (retain the "
+                                  "resources that block the delete), then run again") from exc
+
+    def _continue_update_rollback(self, strategy: str, stack: dict,
+                                  on_event: OnEvent) -> EnvironmentView:
+        """UPDATE_ROLLBACK_FAILED: continue the rollback (ContinueUpdateRollback) to
+        UPDATE_ROLLBACK_COMPLETE, where the stack is an environment again; else one line."""
+        name = stack["StackName"]
+        self.log.warning("stack.continuing_rollback", stack_name=name)
+        cfn = self.client("cloudformation")
+        result = self._run_operation(
+            strategy, stack["StackId"],
+            lambda: self.caller(cfn, "continue_update_rollback", StackName=stack["StackId"]),
+            on_event, "continued rollback")
+        if result.status is not StackStatus.UPDATE_ROLLBACK_COMPLETE:
+            raise StateError(
+                f"stack {name} is UPDATE_ROLLBACK_FAILED and continuing its rollback ended "
+                f"{result.status.value}: {result.reason or 'no reason given'}",
+                hint=f"fix the resource that cannot roll back (or skip it: aws cloudformation "
+                     f"continue-update-rollback --stack-name {name} --resources-to-skip ID), "
+                     "then run again")
         view = self.describe_environment(strategy)
         assert view is not None
         return view
@@ -344,8 +382,19 @@ class AwsCloud(CloudPort):
                              hint="fix the cause in the console, then run 'deployer down' again")
 
     def destroy_all(self, on_event: OnEvent) -> None:
+        failed: dict[str, Exception] = {}
+        removed: list[str] = []
         for strategy in STRATEGIES:
-            self.destroy_environment(strategy, on_event)
+            name = stack_name(strategy)
+            try:
+                if self._stack(name) is None:
+                    continue
+                self.destroy_environment(strategy, on_event)
+                removed.append(name)
+            except DeployerError as exc:
+                self.log.error("stack.not_removed", stack_name=name, reason=str(exc))
+                failed[name] = exc
+        raise_if_not_all_removed(failed, removed)
 
     def update_stack(self, strategy: str, parameters: dict[str, str],
                      on_event: OnEvent) -> StackResult:

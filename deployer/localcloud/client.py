@@ -30,7 +30,9 @@ from deployer.cloud.port import (
     InstanceView,
     OnEvent,
     StackResult,
+    StackStatus,
     TargetHealth,
+    raise_if_not_all_removed,
 )
 from deployer.localcloud.operations import OperationStatus
 from deployer.localcloud.state import CloudState, ImageState, Store
@@ -176,9 +178,18 @@ class LocalCloud(CloudPort):
     def ensure_environment(self, strategy: str, template: Path, parameters: dict[str, str],
                            on_event: OnEvent) -> EnvironmentView:
         view = self.describe_environment(strategy)
-        if view is not None and view.stack_status not in ("ROLLBACK_COMPLETE",
-                                                          "DELETE_COMPLETE"):
-            return view
+        if view is not None:
+            status = StackStatus(view.stack_status)
+            if status is StackStatus.UPDATE_ROLLBACK_FAILED:
+                # The local cloud has no ContinueUpdateRollback: say what does the same.
+                raise errors.StateError(
+                    f"stack {view.stack_name} is UPDATE_ROLLBACK_FAILED",
+                    hint=f"remove it with 'deployer down --strategy {strategy}', then run again")
+            if status.usable:
+                return view
+            if status.half_created:
+                # Never an environment, or halfway gone: delete it, then create it anew.
+                self.destroy_environment(strategy, on_event)
         op = self._call("POST", "/stacks", {"strategy": strategy, "template": str(template),
                                             "parameters": parameters})
         self._follow(op, stack_name(strategy), on_event)
@@ -206,10 +217,18 @@ class LocalCloud(CloudPort):
     def destroy_all(self, on_event: OnEvent) -> None:
         if not self.running() and not self.state().stacks:
             return
+        failed: dict[str, Exception] = {}
+        removed: list[str] = []
         for name in list(self.raw_state()["stacks"]):
-            op = self._call("POST", f"/stacks/{name}/delete")
-            self._follow(op, name, on_event)
-        self.stop_supervisor()
+            try:
+                op = self._call("POST", f"/stacks/{name}/delete")
+                self._follow(op, name, on_event)
+                removed.append(name)
+            except errors.DeployerError as exc:
+                failed[name] = exc
+        if not failed:
+            self.stop_supervisor()  # a stack left behind keeps its supervisor
+        raise_if_not_all_removed(failed, removed)
 
     def stop_supervisor(self, timeout: float = 30.0) -> None:
         info = self.supervisor_info()

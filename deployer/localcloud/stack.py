@@ -413,7 +413,12 @@ class StackRuntime:
                 self.model = self.resolve(self.record.parameters)
             except DeployerError:
                 self.model = None
-        self.teardown()
+        try:
+            self.teardown()
+        except DeployerError as exc:
+            # As on AWS: the stack stays, DELETE_FAILED, until a delete succeeds.
+            self.set_status(StackStatus.DELETE_FAILED, str(exc))
+            raise
         self.set_status(StackStatus.DELETE_COMPLETE)
 
     # -- recovery after a supervisor restart ------------------------------------------------
