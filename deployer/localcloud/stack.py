@@ -223,7 +223,8 @@ class StackRuntime:
                    f"listening on {self.lb.url}")
 
     def instance_env(self, record: InstanceRecord) -> dict[str, str]:
-        env = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "STACK_NAME": self.record.name}
+        # No AWS_REGION nor AWS_DEFAULT_REGION: EC2 sets neither, user data must say it.
+        env = {"STACK_NAME": self.record.name}
         if self.lb:
             env["LOAD_BALANCER_URL"] = self.lb.url
         # One API key and session key per stack, as an SSM SecureString would give every
