@@ -467,9 +467,38 @@ class AwsCloud(CloudPort):
             ignore_application_stop_failures=ignore_application_stop_failures)
         self.log.info("deployment.created", deployment_id=deployment_id, release=release)
         stack_id = self._require(strategy)["StackId"]
-        watch = self._side_watch(strategy, stack_id, on_event, self.clock.now())
+        result = self._follow_deployment(deployment_id, on_event,
+                                         self._side_watch(strategy, stack_id, on_event,
+                                                          self.clock.now()))
+        if result.status == "Succeeded" and release:
+            self._record_release(strategy, release, on_event)
+        return result
+
+    def _follow_deployment(self, deployment_id: str, on_event: OnEvent,
+                           watch: Callable[[], None]) -> DeploymentResult:
         return Deployments(self.caller, self.client("codedeploy"), self.clock).follow(
             deployment_id, on_event, watch=watch)
+
+    def _record_release(self, strategy: str, release: str, on_event: OnEvent) -> None:
+        """The stack's EtherpadVersion becomes the release the deployment installed, so
+        status, compare and the next run see what runs (a revision carries the release, the
+        stack would otherwise keep its creation release). Only the group's Release tag (for
+        instances launched later) depends on it: no instance is replaced."""
+        stack = self._require(strategy)
+        current = {p["ParameterKey"]: p.get("ParameterValue")
+                   for p in stack.get("Parameters", [])}
+        if "EtherpadVersion" not in current or current["EtherpadVersion"] == release:
+            return
+        try:
+            result = self.update_stack(strategy, {"EtherpadVersion": release}, on_event)
+        except DeployerError as exc:
+            # The release is out; only its record is behind: say so, do not fail the run.
+            self.log.warning("deployment.release_not_recorded", stack_name=stack["StackName"],
+                             release=release, reason=str(exc))
+            return
+        if result.status not in (StackStatus.UPDATE_COMPLETE, StackStatus.CREATE_COMPLETE):
+            self.log.warning("deployment.release_not_recorded", stack_name=stack["StackName"],
+                             release=release, reason=f"{result.status.value}: {result.reason}")
 
     # -- images -----------------------------------------------------------------------------
     def _images(self) -> Images:

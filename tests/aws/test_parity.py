@@ -212,3 +212,37 @@ def test_up_removes_its_work_dir(moto_session, monkeypatch, tmp_path):
     assert run_cli("up", "--strategy", "cloudformation", "--version", "1.8.17",
                    "--target", "aws") == 0
     assert not any((home / "work").iterdir())
+
+
+# -- defect 7: CodeDeploy releases are recorded on the stack -------------------------------
+
+def test_a_codedeploy_release_is_recorded_on_the_stack(moto_session, clock, tmp_path):
+    """moto's deployments never progress: the follow gives CodeDeploy's verdict, everything
+    else (the deployment, the record on the stack) runs on moto."""
+    from deployer.cloud.port import DeploymentResult
+    from tests.aws.test_moto import codedeploy_group, enable_versioning
+
+    verdicts = ["Failed", "Succeeded"]
+
+    class Followed(AwsCloud):
+        def _follow_deployment(self, deployment_id, on_event, watch):
+            return DeploymentResult(deployment_id=deployment_id, status=verdicts.pop(0))
+
+    cloud = Followed(moto_session, clock=clock)
+    view = cloud.ensure_environment("codedeploy", reduced_template("codedeploy", tmp_path),
+                                    {"EtherpadVersion": "1.8.17"}, lambda e: None)
+    codedeploy_group(moto_session)
+    enable_versioning(moto_session, view.outputs["ArtifactBucketName"])
+    bundle = tmp_path / "etherpad-1.8.18.tgz"
+    bundle.write_bytes(b"revision")
+    artifact = cloud.put_artifact("codedeploy", "revisions/etherpad-1.8.18.tgz", bundle)
+
+    cloud.deploy_revision("codedeploy", artifact, lambda e: None, release="1.8.18")
+    assert cloud.describe_environment("codedeploy").release == "1.8.17"  # failed: not out
+    cloud.deploy_revision("codedeploy", artifact, lambda e: None, release="1.8.18")
+    after = cloud.describe_environment("codedeploy")
+    assert after.release == "1.8.18" and after.parameters["EtherpadVersion"] == "1.8.18"
+    assert after.stack_status == "UPDATE_COMPLETE"
+    # The other parameters kept their values.
+    assert {k: v for k, v in after.parameters.items() if k != "EtherpadVersion"} == \
+        {k: v for k, v in view.parameters.items() if k != "EtherpadVersion"}
