@@ -37,6 +37,7 @@ from deployer.base.assets import asset_path
 from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, DeployerError, NotFound, StateError
 from deployer.cloud.port import (
+    NO_CHANGES,
     Artifact,
     CloudPort,
     DeploymentResult,
@@ -425,7 +426,7 @@ class AwsCloud(CloudPort):
             on_event(Event(at=self.clock.now(), source="stack", resource=name,
                            status=stack["StackStatus"], reason="no changes: nothing to do"))
             return StackResult(stack_name=name, status=stack["StackStatus"],
-                               reason="no changes")
+                               reason=NO_CHANGES)
         for change in answer.get("Changes", []):
             rc = change.get("ResourceChange", {})
             self.log.info("stack.change", stack_name=name, action=rc.get("Action"),
@@ -434,6 +435,30 @@ class AwsCloud(CloudPort):
         assert change_set is not None
         return self._run_operation(strategy, stack["StackId"],
                                    lambda: change_sets.execute(change_set), on_event, "update")
+
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        name = stack_name(strategy)
+        stack = self._stack(name)
+        if stack is None or not status_of(stack["StackStatus"]).in_progress:
+            return None
+        stack_id = stack["StackId"]
+        follower = StackEventFollower(self.caller, self.client("cloudformation"), stack_id,
+                                      on_event, stack_name=name)
+        follower.prime()  # the operation's earlier events were shown while it was followed
+
+        def describe() -> StackStatus:
+            now = self._stack(stack_id)
+            return status_of(now["StackStatus"]) if now else StackStatus.DELETE_COMPLETE
+
+        status = follow_operation(
+            follower, [self._side_watch(strategy, stack_id, on_event, self.clock.now())],
+            self.clock, timeout_s=STACK_TIMEOUT_S, what=f"the operation on stack {name}",
+            describe=describe, check_every=1)
+        reason = ""
+        if status in FAILED:
+            final = self._stack(stack_id) or {}
+            reason = follower.failure_reason() or final.get("StackStatusReason", "")
+        return StackResult(stack_name=name, status=status.value, reason=reason)
 
     # -- artifacts and CodeDeploy -----------------------------------------------------------
     def put_artifact(self, strategy: str, key: str, path: Path) -> Artifact:

@@ -192,6 +192,10 @@ class EnvironmentView(BaseModel):
     release: str | None = None
 
 
+# StackResult.reason of an update that changed nothing (the parameters were already so).
+NO_CHANGES = "no changes"
+
+
 class StackResult(BaseModel):
     stack_name: str
     status: StackStatus  # e.g. UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, CREATE_COMPLETE
@@ -255,6 +259,16 @@ class CloudPort(ABC):
     @abstractmethod
     def update_stack(self, strategy: str, parameters: dict[str, str],
                      on_event: OnEvent) -> StackResult: ...
+
+    @abstractmethod
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        """The outcome of the operation running on the strategy's stack, followed to its end;
+        None when none runs (nothing happened to the stack since the last one ended).
+
+        What a rollback decides on when following an update was cut short (a transient
+        error, a lost connection): the update carries on in the cloud, and only its end
+        says whether the cloud rolled it back.
+        """
 
     # artifact store and parameter store
     @abstractmethod

@@ -187,6 +187,22 @@ def raise_if_rolled_back(result: StackResult) -> None:
         raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
 
 
+def cloud_rolled_back(ctx: ReleaseContext, strategy: str) -> bool:
+    """After a rollout that failed without a verdict (its follow cut short): wait for the
+    stack's operation, if one still runs, and say whether the cloud rolled it back. No
+    operation running means nothing was rolled back since; a rollback that failed is
+    RollbackFailed."""
+    result = ctx.cloud.wait_for_stack_operation(strategy, ctx.on_event)
+    if result is None:
+        return False
+    if result.rollback_failed:
+        raise RollbackFailed(f"stack update failed and so did its rollback: "
+                             f"{result.reason or result.status}",
+                             hint=f"continue the rollback of {result.stack_name} "
+                                  "(ContinueUpdateRollback) and check the instances")
+    return result.rolled_back
+
+
 def strategy_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 

@@ -46,6 +46,11 @@ class _Unreachable(Exception):
     """The supervisor did not answer at the transport level."""
 
 
+# How long a rollback waits for a stack operation it did not start to end (an update's
+# batches wait for signals up to their PauseTime, 20 minutes in the shipped stacks).
+STACK_OPERATION_TIMEOUT_S = 3 * 3600.0
+
+
 def stack_name(strategy: str) -> str:
     return f"etherpad-{strategy}"
 
@@ -256,6 +261,28 @@ class LocalCloud(CloudPort):
         stack = self.raw_state()["stacks"][name]
         return StackResult(stack_name=name, status=stack["status"],
                            reason=stack.get("status_reason", ""))
+
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        name = stack_name(strategy)
+        deadline = self.clock.monotonic() + STACK_OPERATION_TIMEOUT_S
+        seen = False
+        while True:
+            stack = self.raw_state()["stacks"].get(name)
+            if stack is None:
+                return None
+            status = StackStatus(stack["status"])
+            if not status.in_progress:
+                if not seen:
+                    return None
+                on_event(Event(at=self.clock.now(), source="stack", resource=name,
+                               status=status.value, reason=stack.get("status_reason", "")))
+                return StackResult(stack_name=name, status=status,
+                                   reason=stack.get("status_reason", ""))
+            seen = True
+            if self.clock.monotonic() > deadline:
+                raise errors.CloudError(f"stack {name} is still {status.value} after "
+                                        f"{STACK_OPERATION_TIMEOUT_S:.0f} s")
+            self.clock.sleep(0.5)
 
     def put_artifact(self, strategy: str, key: str, path: Path) -> Artifact:
         bucket = f"{stack_name(strategy)}-artifacts"
