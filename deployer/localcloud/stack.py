@@ -306,7 +306,12 @@ class StackRuntime:
         except DeployerError as exc:
             self.event(self.record.name, STACK_TYPE, "CREATE_FAILED", str(exc))
             self.set_status(StackStatus.ROLLBACK_IN_PROGRESS, str(exc))
-            self.teardown()
+            try:
+                self.teardown()
+            except (DeployerError, OSError) as rb_exc:
+                # As on AWS: a create whose rollback failed can only be deleted.
+                self.set_status(StackStatus.ROLLBACK_FAILED, str(rb_exc))
+                raise exc from rb_exc
             self.set_status(StackStatus.ROLLBACK_COMPLETE, str(exc))
             raise
 
@@ -416,7 +421,7 @@ class StackRuntime:
                 self.model = None
         try:
             self.teardown()
-        except DeployerError as exc:
+        except (DeployerError, OSError) as exc:
             # As on AWS: the stack stays, DELETE_FAILED, until a delete succeeds.
             self.set_status(StackStatus.DELETE_FAILED, str(exc))
             raise
