@@ -288,7 +288,7 @@ def test_update_rollback_failed_is_no_environment_until_its_rollback_ends(provid
                                          "release on"):
         cloud.update_stack(strategy, {"EtherpadVersion": "2.0"}, lambda e: None)
     if cloud.name == "local":
-        with pytest.raises(StateError, match="is UPDATE_ROLLBACK_FAILED .remove it with "
-                                             "'deployer down --strategy fixture'"):
+        with pytest.raises(StateError, match=r"is UPDATE_ROLLBACK_FAILED .remove it with "
+                                             r"'deployer down --strategy fixture'"):
             cloud.ensure_environment(strategy, template, {"EtherpadVersion": "1.0",
                                                           **parameters}, lambda e: None)
