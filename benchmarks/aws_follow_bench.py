@@ -123,7 +123,7 @@ def notice_stack(clock: Clock, done_at: float, latency, use_waiter: float | None
         waiter_loop(clock, lambda: cfn.describe_stacks()["Stacks"][0]["StackStatus"]
                     == "UPDATE_COMPLETE", use_waiter)
     else:
-        follower = StackEventFollower(Caller(), cfn, "stack-id", lambda e: None,
+        follower = StackEventFollower(Caller(sleep=clock.sleep), cfn, "stack-id", lambda e: None,
                                       stack_name="s")
         follow_operation(follower, [], clock, timeout_s=7200, what="bench")
     return clock.monotonic() - cfn.t0 - done_at
@@ -135,7 +135,7 @@ def notice_deployment(clock: Clock, done_at: float, latency, use_waiter: float |
         waiter_loop(clock, lambda: cd.get_deployment("d-1")["deploymentInfo"]["status"]
                     == "Succeeded", use_waiter)
     else:
-        Deployments(Caller(), cd, clock).follow("d-1", lambda e: None)
+        Deployments(Caller(sleep=clock.sleep), cd, clock).follow("d-1", lambda e: None)
     return clock.monotonic() - cd.t0 - done_at
 
 

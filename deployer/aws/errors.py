@@ -18,8 +18,8 @@ boundary has already been retried, and only is mapped here, every kind of it:
     NoRegionError                              CloudError "no AWS region …"
     EndpointConnectionError, timeouts          CloudError "cannot reach AWS …"
     ResponseParserError (a 5xx whose body is
-    not AWS's XML/JSON, from a proxy, say)     CloudError "AWS answered … with a body it
-                                               could not read …"
+    not AWS's XML/JSON, from a proxy, say)     retried (Caller), then CloudError "AWS
+                                               answered … with a body it could not read …"
     other BotoCoreError                        CloudError
 
 Every message is one line. The original exception is always chained (``raise … from
@@ -28,6 +28,8 @@ exc``), so ``--debug`` shows it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import (
@@ -71,6 +73,10 @@ VALIDATION_CODES = frozenset({
 CREDENTIALS_HINT = ("set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                     "or run 'aws configure'")
 REGION_HINT = "set AWS_REGION or AWS_DEFAULT_REGION, or region in ~/.aws/config"
+
+# Answers botocore could not parse (not retried by botocore): retried here, backing off.
+PARSER_RETRIES = 3
+PARSER_BACKOFF_S = 0.5
 
 # Messages are one line; a body quoted from an error answer is cut to this many characters.
 QUOTE_CHARS = 200
@@ -169,22 +175,34 @@ class Caller:
     """Calls boto3 client methods through the boundary: every botocore error mapped.
 
     Retries are botocore's own (standard mode): a call that raises here has been retried
-    already, so the caller never retries on top.
+    already, so the caller does not retry on top. The one exception botocore cannot retry
+    is an answer it could not parse (it raises before its retry handler runs): a 5xx page
+    from a proxy or gateway, as transient as any other 5xx. Those are retried here,
+    ``PARSER_RETRIES`` times with botocore's transient backoff; ``sleep`` is injected so
+    tests need no real waiting.
     """
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.sleep = sleep
 
     def __call__(self, client: Any, method_name: str, **kwargs: Any) -> dict:
         """``caller(cfn, "describe_stacks", StackName=...)``: the operation's response."""
         method = getattr(client, method_name)
         operation = client.meta.method_to_api_mapping.get(method_name, method_name)
         service = client.meta.service_model.service_name
-        try:
-            return method(**kwargs)
-        except ClientError as exc:
-            raise map_client_error(exc, service, operation) from exc
-        except ResponseParserError as exc:
-            raise map_parser_error(exc, service, operation) from exc
-        except BotoCoreError as exc:
-            raise map_botocore_error(exc, service, operation) from exc
+        for attempt in range(PARSER_RETRIES + 1):
+            try:
+                return method(**kwargs)
+            except ClientError as exc:
+                raise map_client_error(exc, service, operation) from exc
+            except ResponseParserError as exc:
+                if attempt < PARSER_RETRIES:
+                    self.sleep(PARSER_BACKOFF_S * 2 ** attempt)
+                    continue
+                raise map_parser_error(exc, service, operation) from exc
+            except BotoCoreError as exc:
+                raise map_botocore_error(exc, service, operation) from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def pages(self, client: Any, method_name: str, result_key: str, token: str = "NextToken",
               request_token: str | None = None, **kwargs: Any):

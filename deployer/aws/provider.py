@@ -85,7 +85,7 @@ class AwsCloud(CloudPort):
         clients and skip the preflight; in use both come from the session."""
         self._session = session
         self.clock = clock or Clock()
-        self.caller = caller or Caller()
+        self.caller = caller or Caller(sleep=self.clock.sleep)
         self.packer = packer or PackerCli(clock=self.clock.now)
         self.assets_dir = assets_dir
         self.identity: Identity | None = identity

@@ -135,12 +135,21 @@ def test_a_5xx_with_a_body_that_is_not_xml_is_mapped_not_a_traceback(flaky):
 
     aws = flaky([(502, "upstream connect error or disconnect/reset before headers.\n"
                        "reset reason: overflow")])
+    slept: list[float] = []
     with pytest.raises(CloudError) as caught:
-        Caller()(aws.cfn, "describe_stacks")
+        Caller(sleep=slept.append)(aws.cfn, "describe_stacks")
+    assert aws.requests == 4 and slept == [0.5, 1.0, 2.0]  # botocore cannot retry these
     message = str(caught.value)
     assert message.startswith("AWS answered cloudformation:DescribeStacks with a body it "
                               "could not read: ") and "\n" not in message
     assert isinstance(caught.value.__cause__, ResponseParserError)
+
+
+def test_an_answer_that_could_not_be_read_is_retried(flaky):
+    aws = flaky([(502, "Bad Gateway"), (503, "Service Unavailable"),
+                 (200, FlakyAws.no_stacks())])
+    assert Caller(sleep=lambda s: None)(aws.cfn, "describe_stacks")["Stacks"] == []
+    assert aws.requests == 3
 
 
 def test_an_endpoint_nobody_listens_on_is_cannot_reach(flaky):

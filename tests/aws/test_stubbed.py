@@ -131,7 +131,7 @@ def script_update(script: Script, timeline: list[list[dict]], final: str) -> Non
 
 
 def cloud_for(script: Script, clock: FakeClock) -> AwsCloud:
-    return AwsCloud(clock=clock, caller=Caller(), clients=script.clients,
+    return AwsCloud(clock=clock, caller=Caller(sleep=clock.sleep), clients=script.clients,
                     identity=Identity(account="123456789012", arn="arn:aws:iam::1:user/me",
                                       region="us-east-1"))
 
