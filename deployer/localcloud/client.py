@@ -143,9 +143,14 @@ class LocalCloud(CloudPort):
 
     def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
         seen = op_seen = 0
-        if stack:
-            seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
-                       default=0) if op.get("kind") != "create" else 0
+        if stack and op.get("kind") != "create":
+            try:
+                seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
+                           default=0)
+            except errors.NotFound:
+                # A delete of a stack with nothing running (half created) can be over
+                # before this first look: the stack is gone already.
+                seen = 0
         while True:
             if stack:
                 try:
