@@ -8,6 +8,7 @@ from deployer.core.strategy import (
     PreparedKind,
     ReleaseContext,
     Strategy,
+    cloud_rolled_back,
     raise_if_rolled_back,
 )
 
@@ -38,5 +39,6 @@ class PackerStrategy(Strategy):
         raise_if_rolled_back(result)
 
     def roll_back(self, ctx: ReleaseContext) -> bool:
-        # CloudFormation rolls a failed update back itself; nothing to do by hand.
-        return False
+        # CloudFormation rolls a failed update back itself; nothing to do by hand. What to
+        # report is the cloud's to say: an update whose follow was cut short carries on.
+        return cloud_rolled_back(ctx, self.name)

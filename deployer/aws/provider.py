@@ -37,6 +37,7 @@ from deployer.base.assets import asset_path
 from deployer.base.clock import Clock
 from deployer.base.errors import CloudError, ConfigError, DeployerError, NotFound, StateError
 from deployer.cloud.port import (
+    NO_CHANGES,
     Artifact,
     CloudPort,
     DeploymentResult,
@@ -47,6 +48,7 @@ from deployer.cloud.port import (
     OnEvent,
     StackResult,
     TargetHealth,
+    raise_if_not_all_removed,
 )
 
 STRATEGIES = ("codedeploy", "cloudformation", "packer")
@@ -56,9 +58,6 @@ STACK_TIMEOUT_S = 3 * 3600.0
 FAILED = {StackStatus.CREATE_FAILED, StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED,
           StackStatus.UPDATE_ROLLBACK_COMPLETE, StackStatus.UPDATE_ROLLBACK_FAILED,
           StackStatus.UPDATE_FAILED, StackStatus.DELETE_FAILED}
-# Stacks that exist but must be replaced before use: a failed create can only be deleted.
-REPLACE = {StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED,
-           StackStatus.DELETE_COMPLETE}
 BUNDLE_TYPES = {".tgz": "tgz", ".tar.gz": "tgz", ".tar": "tar", ".zip": "zip"}
 RESOURCE_LOOKUP_EVERY = 3  # polls between looks for the group and target group of a new stack
 
@@ -156,6 +155,11 @@ class AwsCloud(CloudPort):
         if status.in_progress:
             raise StateError(f"stack {stack['StackName']} is {status.value}",
                              hint="wait for it to finish (see the CloudFormation console)")
+        if not status.usable:
+            raise StateError(f"stack {stack['StackName']} is {status.value}: not an environment "
+                             "to release on",
+                             hint=f"'deployer up --strategy {strategy} --target aws --version "
+                                  "VERSION' repairs or recreates it")
         return stack
 
     def _outputs(self, stack: dict) -> dict[str, str]:
@@ -239,14 +243,16 @@ class AwsCloud(CloudPort):
             if status.in_progress:
                 raise StateError(f"stack {name} is {status.value}",
                                  hint="wait for it to finish (see the CloudFormation console)")
-            if status not in REPLACE and status is not StackStatus.REVIEW_IN_PROGRESS:
+            if status is StackStatus.UPDATE_ROLLBACK_FAILED:
+                return self._continue_update_rollback(strategy, stack, on_event)
+            if status.usable:
                 view = self.describe_environment(strategy)
                 assert view is not None
                 return view
-            if status in (StackStatus.ROLLBACK_COMPLETE, StackStatus.ROLLBACK_FAILED):
-                # A stack whose creation failed can only be deleted, then created anew.
-                self.log.warning("stack.replacing", stack_name=name, status=status.value)
-                self.destroy_environment(strategy, on_event)
+            if status is not StackStatus.DELETE_COMPLETE:
+                # Never an environment (a change set never executed, a failed create) or
+                # halfway gone (a failed delete): it can only be deleted, then created anew.
+                self._delete_to_recreate(strategy, status, on_event)
         text = template.read_text()
         document = templates.parse(text, str(template))
         declared = templates.parameter_names(document)
@@ -276,6 +282,39 @@ class AwsCloud(CloudPort):
             raise CloudError(f"stack {name} was not created ({result.status}): {result.reason}",
                              hint=f"fix the cause, then 'deployer down --strategy {strategy} "
                                   "--target aws' removes what is left")
+        view = self.describe_environment(strategy)
+        assert view is not None
+        return view
+
+    def _delete_to_recreate(self, strategy: str, status: StackStatus, on_event: OnEvent) -> None:
+        name = stack_name(strategy)
+        self.log.warning("stack.replacing", stack_name=name, status=status.value)
+        try:
+            self.destroy_environment(strategy, on_event)
+        except CloudError as exc:
+            raise StateError(f"stack {name} is {status.value} (not an environment) and could "
+                             f"not be deleted to create it anew: {exc.message}",
+                             hint="delete it in the CloudFormation console (retain the "
+                                  "resources that block the delete), then run again") from exc
+
+    def _continue_update_rollback(self, strategy: str, stack: dict,
+                                  on_event: OnEvent) -> EnvironmentView:
+        """UPDATE_ROLLBACK_FAILED: continue the rollback (ContinueUpdateRollback) to
+        UPDATE_ROLLBACK_COMPLETE, where the stack is an environment again; else one line."""
+        name = stack["StackName"]
+        self.log.warning("stack.continuing_rollback", stack_name=name)
+        cfn = self.client("cloudformation")
+        result = self._run_operation(
+            strategy, stack["StackId"],
+            lambda: self.caller(cfn, "continue_update_rollback", StackName=stack["StackId"]),
+            on_event, "continued rollback")
+        if result.status is not StackStatus.UPDATE_ROLLBACK_COMPLETE:
+            raise StateError(
+                f"stack {name} is UPDATE_ROLLBACK_FAILED and continuing its rollback ended "
+                f"{result.status.value}: {result.reason or 'no reason given'}",
+                hint=f"fix the resource that cannot roll back (or skip it: aws cloudformation "
+                     f"continue-update-rollback --stack-name {name} --resources-to-skip ID), "
+                     "then run again")
         view = self.describe_environment(strategy)
         assert view is not None
         return view
@@ -344,8 +383,19 @@ class AwsCloud(CloudPort):
                              hint="fix the cause in the console, then run 'deployer down' again")
 
     def destroy_all(self, on_event: OnEvent) -> None:
+        failed: dict[str, Exception] = {}
+        removed: list[str] = []
         for strategy in STRATEGIES:
-            self.destroy_environment(strategy, on_event)
+            name = stack_name(strategy)
+            try:
+                if self._stack(name) is None:
+                    continue
+                self.destroy_environment(strategy, on_event)
+                removed.append(name)
+            except DeployerError as exc:
+                self.log.error("stack.not_removed", stack_name=name, reason=str(exc))
+                failed[name] = exc
+        raise_if_not_all_removed(failed, removed)
 
     def update_stack(self, strategy: str, parameters: dict[str, str],
                      on_event: OnEvent) -> StackResult:
@@ -376,7 +426,7 @@ class AwsCloud(CloudPort):
             on_event(Event(at=self.clock.now(), source="stack", resource=name,
                            status=stack["StackStatus"], reason="no changes: nothing to do"))
             return StackResult(stack_name=name, status=stack["StackStatus"],
-                               reason="no changes")
+                               reason=NO_CHANGES)
         for change in answer.get("Changes", []):
             rc = change.get("ResourceChange", {})
             self.log.info("stack.change", stack_name=name, action=rc.get("Action"),
@@ -385,6 +435,30 @@ class AwsCloud(CloudPort):
         assert change_set is not None
         return self._run_operation(strategy, stack["StackId"],
                                    lambda: change_sets.execute(change_set), on_event, "update")
+
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        name = stack_name(strategy)
+        stack = self._stack(name)
+        if stack is None or not status_of(stack["StackStatus"]).in_progress:
+            return None
+        stack_id = stack["StackId"]
+        follower = StackEventFollower(self.caller, self.client("cloudformation"), stack_id,
+                                      on_event, stack_name=name)
+        follower.prime()  # the operation's earlier events were shown while it was followed
+
+        def describe() -> StackStatus:
+            now = self._stack(stack_id)
+            return status_of(now["StackStatus"]) if now else StackStatus.DELETE_COMPLETE
+
+        status = follow_operation(
+            follower, [self._side_watch(strategy, stack_id, on_event, self.clock.now())],
+            self.clock, timeout_s=STACK_TIMEOUT_S, what=f"the operation on stack {name}",
+            describe=describe, check_every=1)
+        reason = ""
+        if status in FAILED:
+            final = self._stack(stack_id) or {}
+            reason = follower.failure_reason() or final.get("StackStatusReason", "")
+        return StackResult(stack_name=name, status=status.value, reason=reason)
 
     # -- artifacts and CodeDeploy -----------------------------------------------------------
     def put_artifact(self, strategy: str, key: str, path: Path) -> Artifact:
@@ -418,9 +492,38 @@ class AwsCloud(CloudPort):
             ignore_application_stop_failures=ignore_application_stop_failures)
         self.log.info("deployment.created", deployment_id=deployment_id, release=release)
         stack_id = self._require(strategy)["StackId"]
-        watch = self._side_watch(strategy, stack_id, on_event, self.clock.now())
+        result = self._follow_deployment(deployment_id, on_event,
+                                         self._side_watch(strategy, stack_id, on_event,
+                                                          self.clock.now()))
+        if result.status == "Succeeded" and release:
+            self._record_release(strategy, release, on_event)
+        return result
+
+    def _follow_deployment(self, deployment_id: str, on_event: OnEvent,
+                           watch: Callable[[], None]) -> DeploymentResult:
         return Deployments(self.caller, self.client("codedeploy"), self.clock).follow(
             deployment_id, on_event, watch=watch)
+
+    def _record_release(self, strategy: str, release: str, on_event: OnEvent) -> None:
+        """The stack's EtherpadVersion becomes the release the deployment installed, so
+        status, compare and the next run see what runs (a revision carries the release, the
+        stack would otherwise keep its creation release). Only the group's Release tag (for
+        instances launched later) depends on it: no instance is replaced."""
+        stack = self._require(strategy)
+        current = {p["ParameterKey"]: p.get("ParameterValue")
+                   for p in stack.get("Parameters", [])}
+        if "EtherpadVersion" not in current or current["EtherpadVersion"] == release:
+            return
+        try:
+            result = self.update_stack(strategy, {"EtherpadVersion": release}, on_event)
+        except DeployerError as exc:
+            # The release is out; only its record is behind: say so, do not fail the run.
+            self.log.warning("deployment.release_not_recorded", stack_name=stack["StackName"],
+                             release=release, reason=str(exc))
+            return
+        if result.status not in (StackStatus.UPDATE_COMPLETE, StackStatus.CREATE_COMPLETE):
+            self.log.warning("deployment.release_not_recorded", stack_name=stack["StackName"],
+                             release=release, reason=f"{result.status.value}: {result.reason}")
 
     # -- images -----------------------------------------------------------------------------
     def _images(self) -> Images:

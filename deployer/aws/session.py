@@ -2,13 +2,17 @@
 
 Credentials and region come from where every AWS tool looks: ``AWS_PROFILE``,
 ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``,
-``~/.aws/config`` and ``~/.aws/credentials``, SSO and instance roles. The preflight asks
-STS who we are before anything is created, so missing or wrong credentials fail with one
-line and leave nothing behind.
+``~/.aws/config`` and ``~/.aws/credentials``, SSO and instance roles. The region is
+``AWS_REGION`` first (what the AWS CLI v2 and the other SDKs read), then
+``AWS_DEFAULT_REGION``, then the profile's: boto3 alone never reads ``AWS_REGION``.
+The preflight asks STS who we are before anything is created, so missing or wrong
+credentials fail with one line and leave nothing behind.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -19,9 +23,14 @@ from pydantic import BaseModel
 from deployer.aws.errors import CREDENTIALS_HINT, REGION_HINT, Caller, map_botocore_error
 from deployer.base import errors
 
-# The adapter retries throttling itself (deployer.aws.errors.Caller); botocore's own retries
-# on top would multiply the attempts and hide how long a call really took.
-CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"},
+# botocore's standard retry mode retries throttling, transient 5xx (500, 502, 503, 504) and
+# connection errors, with jittered exponential backoff (throttling from 1 s, others from
+# 50 ms, at most 20 s). total_max_attempts counts the first attempt: 6 is 1 + 5 retries,
+# enough for a burst of 5xx during a follow that lasts hours. (botocore's "max_attempts"
+# counts retries only: the old "max_attempts": 1 meant one retry, not none.) The adapter
+# does not retry on top (deployer.aws.errors.Caller), so the attempts never multiply.
+TOTAL_MAX_ATTEMPTS = 6
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
                        connect_timeout=10, read_timeout=60,
                        user_agent_extra="etherpad-deployer")
 
@@ -35,10 +44,14 @@ class Identity(BaseModel):
     profile: str | None = None
 
 
-def default_session() -> boto3.Session:
-    """A session from the standard chain; a named profile that does not exist is one line."""
+def default_session(environ: Mapping[str, str] | None = None) -> boto3.Session:
+    """A session from the standard chain; a named profile that does not exist is one line.
+
+    ``AWS_REGION`` wins over ``AWS_DEFAULT_REGION`` and the profile, as in the AWS CLI v2.
+    """
+    environ = os.environ if environ is None else environ
     try:
-        return boto3.Session()
+        return boto3.Session(region_name=environ.get("AWS_REGION") or None)
     except ProfileNotFound as exc:
         raise map_botocore_error(exc, "sts", "GetCallerIdentity") from exc
 

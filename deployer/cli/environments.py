@@ -8,6 +8,7 @@ import typer
 
 from deployer.base.errors import ExitStatus, UsageError
 from deployer.cli.common import ENV, SourceOpt, StrategyOpt, TargetOpt, log_event, release_context
+from deployer.cloud.port import StackStatus
 
 
 def up(
@@ -17,12 +18,18 @@ def up(
     source: SourceOpt = "github",
 ) -> None:
     """Create a strategy's environment at a release and leave it running."""
+    import shutil
+
     from deployer.core.locks import environment_lock
 
     strat, ctx = release_context(strategy, version, version, target, source)
-    with environment_lock(strategy, "up", release=version, target=target):
-        strat.preflight(ctx)
-        view = strat.ensure_environment(ctx)
+    try:
+        with environment_lock(strategy, "up", release=version, target=target):
+            strat.preflight(ctx)
+            view = strat.ensure_environment(ctx)
+    finally:
+        # The work dir held what creating it needed (a first revision bundle): scratch.
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
     ENV.stdout.print(f"{view.stack_name}: {view.stack_status} at {view.url}")
 
 
@@ -65,6 +72,11 @@ def down(
         assert strategy is not None  # exactly one of --strategy and --all, checked above
         load_strategy(strategy)  # an unknown name is a usage error, not a silent no-op
         with environment_lock(strategy, "down", target=target):
+            view = cloud.describe_environment(strategy)
+            if view is None or view.stack_status == StackStatus.DELETE_COMPLETE:
+                ENV.stdout.print(f"there is no {strategy} environment on the {target} target: "
+                                 "nothing to remove")
+                return
             cloud.destroy_environment(strategy, log_event)
         ENV.stdout.print(f"environment {strategy} removed")
 

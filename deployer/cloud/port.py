@@ -60,6 +60,24 @@ class StackStatus(StrEnum):
         return self in (StackStatus.ROLLBACK_COMPLETE, StackStatus.DELETE_COMPLETE)
 
     @property
+    def half_created(self) -> bool:
+        """A stack that exists but never became an environment, or is halfway gone: a CREATE
+        change set never executed (REVIEW_IN_PROGRESS), a failed create that kept its
+        resources or whose rollback failed, a failed delete. It can only be deleted (then
+        created anew); nothing may be released onto it."""
+        return self in (StackStatus.REVIEW_IN_PROGRESS, StackStatus.CREATE_FAILED,
+                        StackStatus.ROLLBACK_FAILED, StackStatus.DELETE_FAILED)
+
+    @property
+    def usable(self) -> bool:
+        """An environment a release can run on (perhaps busy with an operation right now).
+        UPDATE_ROLLBACK_FAILED is not: its rollback must be continued first."""
+        return not (self.gone or self.half_created
+                    or self in (StackStatus.UPDATE_ROLLBACK_FAILED, StackStatus.DELETE_IN_PROGRESS,
+                                StackStatus.ROLLBACK_IN_PROGRESS,
+                                StackStatus.IMPORT_ROLLBACK_FAILED))
+
+    @property
     def rolled_back(self) -> bool:
         """CloudFormation rolled the stack back (or tried to: see ``rollback_failed``)."""
         return self in _ROLLBACK_STATES
@@ -85,6 +103,30 @@ def is_gone(status: str | None) -> bool:
         return True
     try:
         return StackStatus(status).gone
+    except ValueError:
+        return False
+
+
+def raise_if_not_all_removed(failed: dict[str, Exception], removed: list[str]) -> None:
+    """``down --all``'s verdict: a CloudError naming each stack not removed and why."""
+    if not failed:
+        return
+    from deployer.base.errors import CloudError
+
+    what = "; ".join(f"{name}: {exc}" for name, exc in failed.items())
+    done = f"; removed: {', '.join(removed)}" if removed else ""
+    raise CloudError(f"{len(failed)} of {len(failed) + len(removed)} environments not "
+                     f"removed ({what}){done}",
+                     hint="fix the cause, then run 'deployer down --all' again")
+
+
+def is_usable(status: str | None) -> bool:
+    """True for a stack a release can run on (:attr:`StackStatus.usable`); False for no stack,
+    and for a status this project does not know."""
+    if status is None:
+        return False
+    try:
+        return StackStatus(status).usable
     except ValueError:
         return False
 
@@ -150,6 +192,10 @@ class EnvironmentView(BaseModel):
     release: str | None = None
 
 
+# StackResult.reason of an update that changed nothing (the parameters were already so).
+NO_CHANGES = "no changes"
+
+
 class StackResult(BaseModel):
     stack_name: str
     status: StackStatus  # e.g. UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, CREATE_COMPLETE
@@ -204,11 +250,25 @@ class CloudPort(ABC):
 
     @abstractmethod
     def destroy_all(self, on_event: OnEvent) -> None:
-        """Every environment of this target removed (``deployer down --all``)."""
+        """Every environment of this target removed (``deployer down --all``).
+
+        One stack that cannot be removed does not keep the others: each is tried, then
+        :func:`raise_if_not_all_removed` names every one that failed, in one line.
+        """
 
     @abstractmethod
     def update_stack(self, strategy: str, parameters: dict[str, str],
                      on_event: OnEvent) -> StackResult: ...
+
+    @abstractmethod
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        """The outcome of the operation running on the strategy's stack, followed to its end;
+        None when none runs (nothing happened to the stack since the last one ended).
+
+        What a rollback decides on when following an update was cut short (a transient
+        error, a lost connection): the update carries on in the cloud, and only its end
+        says whether the cloud rolled it back.
+        """
 
     # artifact store and parameter store
     @abstractmethod

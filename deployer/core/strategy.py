@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict
 
 from deployer.base.assets import asset_path
 from deployer.base.errors import RollbackFailed, RolloutFailed, UsageError
-from deployer.cloud.port import CloudPort, EnvironmentView, OnEvent, StackResult, is_gone
+from deployer.cloud.port import (
+    CloudPort,
+    EnvironmentView,
+    OnEvent,
+    StackResult,
+    StackStatus,
+    is_usable,
+)
 
 ENTRY_POINT_GROUP = "deployer.strategies"
 
@@ -90,12 +97,20 @@ class Strategy(ABC):
         """The strategy's environment; created at ``from_release`` when there is none.
 
         When it exists, ``from_release`` becomes the release it really runs, whatever was
-        asked: the report says what the release started from.
+        asked: the report says what the release started from. A stack that exists but is no
+        environment (half created, a failed delete, a rollback to continue) goes to the
+        cloud's ``ensure_environment``, which repairs or recreates it, or refuses in one line.
         """
         view = ctx.cloud.describe_environment(self.name)
-        if view is not None and not is_gone(view.stack_status):
+        if view is not None and is_usable(view.stack_status):
             ctx.from_release = view.release or ctx.from_release
             return view
+        if view is not None and view.stack_status == StackStatus.UPDATE_ROLLBACK_FAILED:
+            # The stack and its instances exist: the cloud continues the rollback (or says
+            # what to do), and the environment keeps its release; nothing new to create.
+            ctx.from_release = view.release or ctx.from_release
+            return ctx.cloud.ensure_environment(self.name, self.stack_template(), {},
+                                                ctx.on_event)
         if ctx.from_release is None:
             raise self._nothing_to_create_it_at()
         return ctx.cloud.ensure_environment(self.name, self.stack_template(),
@@ -116,7 +131,8 @@ class Strategy(ABC):
 
         self.check_input(ctx.release, ctx.from_release, ctx.source, ctx.cloud.name)
         view = ctx.cloud.describe_environment(self.name)
-        creating = view is None or is_gone(view.stack_status)
+        creating = view is None or not (is_usable(view.stack_status) or view.stack_status
+                                        == StackStatus.UPDATE_ROLLBACK_FAILED)
         if creating and ctx.from_release is None:
             raise self._nothing_to_create_it_at()
         releases = [ctx.release, *([ctx.from_release] if creating and ctx.from_release else [])]
@@ -169,6 +185,22 @@ def raise_if_rolled_back(result: StackResult) -> None:
                                   "(ContinueUpdateRollback) and check the instances")
     if result.rolled_back:
         raise RolloutFailed(f"stack update rolled back: {result.reason or result.status}")
+
+
+def cloud_rolled_back(ctx: ReleaseContext, strategy: str) -> bool:
+    """After a rollout that failed without a verdict (its follow cut short): wait for the
+    stack's operation, if one still runs, and say whether the cloud rolled it back. No
+    operation running means nothing was rolled back since; a rollback that failed is
+    RollbackFailed."""
+    result = ctx.cloud.wait_for_stack_operation(strategy, ctx.on_event)
+    if result is None:
+        return False
+    if result.rollback_failed:
+        raise RollbackFailed(f"stack update failed and so did its rollback: "
+                             f"{result.reason or result.status}",
+                             hint=f"continue the rollback of {result.stack_name} "
+                                  "(ContinueUpdateRollback) and check the instances")
+    return result.rolled_back
 
 
 def strategy_names() -> list[str]:

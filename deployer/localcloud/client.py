@@ -31,7 +31,9 @@ from deployer.cloud.port import (
     InstanceView,
     OnEvent,
     StackResult,
+    StackStatus,
     TargetHealth,
+    raise_if_not_all_removed,
 )
 from deployer.localcloud.access import INFO_FILE, Readable, Unauthorized, read_info
 from deployer.localcloud.operations import OperationStatus
@@ -44,6 +46,11 @@ START_TIMEOUT_S = 60.0
 
 class _Unreachable(Exception):
     """The supervisor did not answer at the transport level."""
+
+
+# How long a rollback waits for a stack operation it did not start to end (an update's
+# batches wait for signals up to their PauseTime, 20 minutes in the shipped stacks).
+STACK_OPERATION_TIMEOUT_S = 3 * 3600.0
 
 
 def stack_name(strategy: str) -> str:
@@ -178,9 +185,14 @@ class LocalCloud(CloudPort):
 
     def _follow(self, op: dict, stack: str | None, on_event: OnEvent) -> Any:
         seen = op_seen = 0
-        if stack:
-            seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
-                       default=0) if op.get("kind") != "create" else 0
+        if stack and op.get("kind") != "create":
+            try:
+                seen = max((e["seq"] for e in self._call("GET", f"/stacks/{stack}/events")),
+                           default=0)
+            except errors.NotFound:
+                # A delete of a stack with nothing running (half created) can be over
+                # before this first look: the stack is gone already.
+                seen = 0
         while True:
             if stack:
                 try:
@@ -218,9 +230,18 @@ class LocalCloud(CloudPort):
     def ensure_environment(self, strategy: str, template: Path, parameters: dict[str, str],
                            on_event: OnEvent) -> EnvironmentView:
         view = self.describe_environment(strategy)
-        if view is not None and view.stack_status not in ("ROLLBACK_COMPLETE",
-                                                          "DELETE_COMPLETE"):
-            return view
+        if view is not None:
+            status = StackStatus(view.stack_status)
+            if status is StackStatus.UPDATE_ROLLBACK_FAILED:
+                # The local cloud has no ContinueUpdateRollback: say what does the same.
+                raise errors.StateError(
+                    f"stack {view.stack_name} is UPDATE_ROLLBACK_FAILED",
+                    hint=f"remove it with 'deployer down --strategy {strategy}', then run again")
+            if status.usable:
+                return view
+            if status.half_created:
+                # Never an environment, or halfway gone: delete it, then create it anew.
+                self.destroy_environment(strategy, on_event)
         op = self._call("POST", "/stacks", {"strategy": strategy, "template": str(template),
                                             "parameters": parameters})
         self._follow(op, stack_name(strategy), on_event)
@@ -248,10 +269,18 @@ class LocalCloud(CloudPort):
     def destroy_all(self, on_event: OnEvent) -> None:
         if not self.running() and not self.state().stacks:
             return
+        failed: dict[str, Exception] = {}
+        removed: list[str] = []
         for name in list(self.raw_state()["stacks"]):
-            op = self._call("POST", f"/stacks/{name}/delete")
-            self._follow(op, name, on_event)
-        self.stop_supervisor()
+            try:
+                op = self._call("POST", f"/stacks/{name}/delete")
+                self._follow(op, name, on_event)
+                removed.append(name)
+            except errors.DeployerError as exc:
+                failed[name] = exc
+        if not failed:
+            self.stop_supervisor()  # a stack left behind keeps its supervisor
+        raise_if_not_all_removed(failed, removed)
 
     def stop_supervisor(self, timeout: float = 30.0) -> None:
         info = self.supervisor_info()
@@ -279,6 +308,28 @@ class LocalCloud(CloudPort):
         stack = self.raw_state()["stacks"][name]
         return StackResult(stack_name=name, status=stack["status"],
                            reason=stack.get("status_reason", ""))
+
+    def wait_for_stack_operation(self, strategy: str, on_event: OnEvent) -> StackResult | None:
+        name = stack_name(strategy)
+        deadline = self.clock.monotonic() + STACK_OPERATION_TIMEOUT_S
+        seen = False
+        while True:
+            stack = self.raw_state()["stacks"].get(name)
+            if stack is None:
+                return None
+            status = StackStatus(stack["status"])
+            if not status.in_progress:
+                if not seen:
+                    return None
+                on_event(Event(at=self.clock.now(), source="stack", resource=name,
+                               status=status.value, reason=stack.get("status_reason", "")))
+                return StackResult(stack_name=name, status=status,
+                                   reason=stack.get("status_reason", ""))
+            seen = True
+            if self.clock.monotonic() > deadline:
+                raise errors.CloudError(f"stack {name} is still {status.value} after "
+                                        f"{STACK_OPERATION_TIMEOUT_S:.0f} s")
+            self.clock.sleep(0.5)
 
     def put_artifact(self, strategy: str, key: str, path: Path) -> Artifact:
         bucket = f"{stack_name(strategy)}-artifacts"

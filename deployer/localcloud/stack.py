@@ -223,7 +223,8 @@ class StackRuntime:
                    f"listening on {self.lb.url}")
 
     def instance_env(self, record: InstanceRecord) -> dict[str, str]:
-        env = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "STACK_NAME": self.record.name}
+        # No AWS_REGION nor AWS_DEFAULT_REGION: EC2 sets neither, user data must say it.
+        env = {"STACK_NAME": self.record.name}
         if self.lb:
             env["LOAD_BALANCER_URL"] = self.lb.url
         # One API key and session key per stack, as an SSM SecureString would give every
@@ -305,7 +306,12 @@ class StackRuntime:
         except DeployerError as exc:
             self.event(self.record.name, STACK_TYPE, "CREATE_FAILED", str(exc))
             self.set_status(StackStatus.ROLLBACK_IN_PROGRESS, str(exc))
-            self.teardown()
+            try:
+                self.teardown()
+            except (DeployerError, OSError) as rb_exc:
+                # As on AWS: a create whose rollback failed can only be deleted.
+                self.set_status(StackStatus.ROLLBACK_FAILED, str(rb_exc))
+                raise exc from rb_exc
             self.set_status(StackStatus.ROLLBACK_COMPLETE, str(exc))
             raise
 
@@ -413,7 +419,12 @@ class StackRuntime:
                 self.model = self.resolve(self.record.parameters)
             except DeployerError:
                 self.model = None
-        self.teardown()
+        try:
+            self.teardown()
+        except (DeployerError, OSError) as exc:
+            # As on AWS: the stack stays, DELETE_FAILED, until a delete succeeds.
+            self.set_status(StackStatus.DELETE_FAILED, str(exc))
+            raise
         self.set_status(StackStatus.DELETE_COMPLETE)
 
     # -- recovery after a supervisor restart ------------------------------------------------

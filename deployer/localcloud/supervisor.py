@@ -151,7 +151,8 @@ class Supervisor:
         down); like on AWS it stays listed until deleted, but it keeps no process alive.
         """
         return {name for name, runtime in self.stacks.items()
-                if runtime.record.status is not StackStatus.ROLLBACK_COMPLETE}
+                if runtime.record.status is not StackStatus.ROLLBACK_COMPLETE
+                and not runtime.record.status.half_created}
 
     def _busy(self) -> bool:
         """A live stack or a running operation keeps the supervisor up."""
@@ -169,8 +170,10 @@ class Supervisor:
                 continue
             runtime = self._runtime_for(record)
             self.stacks[record.name] = runtime
-            if record.status is StackStatus.ROLLBACK_COMPLETE:
-                continue  # listed until deleted, as on AWS; nothing of it runs
+            if record.status is StackStatus.ROLLBACK_COMPLETE or record.status.half_created:
+                # Listed until deleted, as on AWS; nothing of it runs (REVIEW_IN_PROGRESS,
+                # ROLLBACK_FAILED, DELETE_FAILED and CREATE_FAILED stacks are no environment).
+                continue
             try:
                 runtime.recover()
             except errors.DeployerError as exc:
@@ -232,6 +235,12 @@ class Supervisor:
         if runtime.record.status.in_progress:
             raise errors.LockedError(f"stack {name} is in {runtime.record.status.value}",
                                      hint="wait for the running operation to finish")
+        if not runtime.record.status.usable:
+            strategy = runtime.record.strategy
+            raise errors.StateError(f"stack {name} is {runtime.record.status.value}: not an "
+                                    "environment to release on",
+                                    hint=f"'deployer up --strategy {strategy} --version "
+                                         "VERSION' recreates it")
         merged, model = runtime.plan_update(parameters)
         return self.start_operation("update", name, lambda: runtime.update(merged, model))
 

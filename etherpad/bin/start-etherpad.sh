@@ -17,7 +17,7 @@
 #   DB_HOST DB_PORT DB_NAME DB_USER                      127.0.0.1 5432|3306 etherpad etherpad
 #   DB_WAIT_S             how long to wait for the database to accept connections   120
 #   DB_PASSWORD           or DB_PASSWORD_PARAMETER: name of an SSM SecureString parameter,
-#                         read with `aws ssm get-parameter --with-decryption` (needs AWS_REGION)
+#                         read with `aws ssm get-parameter --with-decryption` (needs AWS_DEFAULT_REGION or AWS_REGION)
 #   ETHERPAD_APIKEY       HTTP API key, or ETHERPAD_APIKEY_PARAMETER (SSM); written to
 #                         APIKEY.txt; generated once when neither is set
 #   ETHERPAD_SESSIONKEY   session signing key, or ETHERPAD_SESSIONKEY_PARAMETER (SSM); give
@@ -80,8 +80,11 @@ read_secret() {
   param=${!param_var:-}
   [ -n "$param" ] || return 0
   command -v aws >/dev/null || die "$param_var is set but the aws CLI is not installed (install it, or set $name)"
-  aws ssm get-parameter --name "$param" --with-decryption --query Parameter.Value --output text \
-    || die "cannot read SSM parameter $param (the instance role needs ssm:GetParameter and kms:Decrypt; set AWS_REGION)"
+  # AWS CLI v1 reads only AWS_DEFAULT_REGION: pass the region whichever variable holds it.
+  local region=${AWS_DEFAULT_REGION:-${AWS_REGION:-}}
+  aws ssm get-parameter ${region:+--region "$region"} --name "$param" --with-decryption \
+      --query Parameter.Value --output text \
+    || die "cannot read SSM parameter $param (the instance role needs ssm:GetParameter and kms:Decrypt; set AWS_DEFAULT_REGION)"
 }
 
 # APIKEY.txt / SESSIONKEY.txt: from the environment when given, else made once and kept.

@@ -12,13 +12,15 @@
 # (the X-Etherpad-Release header of deployer's release plugin).
 #
 # Environment: ETHERPAD_RELEASE (required), INSTANCE_ID (else read from the instance
-# metadata service, IMDSv2), AWS_REGION, WAIT_SERVED_TIMEOUT seconds (600).
+# metadata service, IMDSv2), AWS_DEFAULT_REGION or AWS_REGION (passed as --region: AWS CLI v1
+# reads only AWS_DEFAULT_REGION), WAIT_SERVED_TIMEOUT seconds (600).
 set -euo pipefail
 url=${1:?usage: wait-served.sh LOAD_BALANCER_URL [TARGET_GROUP_ARN]}
 target_group=${2:-}
 release=${ETHERPAD_RELEASE:?ETHERPAD_RELEASE is not set}
 timeout=${WAIT_SERVED_TIMEOUT:-600}
 deadline=$(( $(date +%s) + timeout ))
+region=${AWS_DEFAULT_REGION:-${AWS_REGION:-}}
 
 instance_id() {
   if [ -n "${INSTANCE_ID:-}" ]; then echo "$INSTANCE_ID"; return; fi
@@ -33,7 +35,8 @@ if [ -n "$target_group" ]; then
   id=$(instance_id)
   state=""
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    state=$(aws elbv2 describe-target-health --target-group-arn "$target_group" \
+    state=$(aws elbv2 describe-target-health ${region:+--region "$region"} \
+              --target-group-arn "$target_group" \
               --targets "Id=$id" --query 'TargetHealthDescriptions[0].TargetHealth.State' \
               --output text 2>/dev/null || true)
     [ "$state" = "healthy" ] && break

@@ -257,7 +257,7 @@ def test_deployment_lifecycle_progress_ending_succeeded():
         script("codedeploy", "get_deployment", deployment(did, status), {"deploymentId": did})
         targets(script, did, per_instance)
     events: list = []
-    result = Deployments(Caller(sleep=clock.sleep), script.clients["codedeploy"], clock).follow(
+    result = Deployments(Caller(), script.clients["codedeploy"], clock).follow(
         did, events.append)
     script.done()
     assert result.status == "Succeeded" and result.rollback_deployment_id is None
@@ -287,7 +287,7 @@ def test_failed_deployment_with_rollback():
     script("codedeploy", "get_deployment", deployment("d-RB", "Succeeded"))
     targets(script, "d-RB", {"i-1": ("Succeeded", lifecycle(*["Succeeded"] * 13))})
     events: list = []
-    result = Deployments(Caller(sleep=clock.sleep), script.clients["codedeploy"], clock).follow(
+    result = Deployments(Caller(), script.clients["codedeploy"], clock).follow(
         "d-BAD", events.append)
     script.done()
     assert result.status == "Failed"
@@ -318,8 +318,8 @@ def test_ctrl_c_stops_the_deployment_and_waits_for_it():
             raise error
         clock.sleep(seconds)
 
-    clock.sleep, real_sleep = sleep, clock.sleep
+    clock.sleep = sleep
     with pytest.raises(KeyboardInterrupt):
-        Deployments(Caller(sleep=real_sleep), script.clients["codedeploy"], clock).follow(
+        Deployments(Caller(), script.clients["codedeploy"], clock).follow(
             "d-1", lambda e: None)
     script.done()  # stop_deployment was called and the deployment was seen stopped

@@ -221,3 +221,74 @@ def test_codedeploy_strategy_uploads_and_maps_results_on_aws(moto_session, clock
     Followed.results = [DeploymentResult(deployment_id="", status="Stopped", reason="stopped")]
     with pytest.raises(CloudError, match="stopped: stopped"):
         cd.roll_out(ctx, prepared)
+
+
+# -- stacks that exist but are no environment (issue 11 defect 5) --------------------------
+
+def put_stack_in(provider: Provider, status: str) -> None:
+    """Put the provider's stack into ``status`` the way an emulator's state is set: moto's
+    backend, or the local cloud's state file while its supervisor is stopped."""
+    name = f"etherpad-{provider.strategy}"
+    if provider.cloud.name == "aws":
+        from tests.aws.test_parity import set_status
+
+        set_status(name, status)
+        return
+    import json
+
+    cloud = provider.cloud
+    cloud.stop_supervisor()  # type: ignore[attr-defined]
+    path = cloud.dir / "state.json"  # type: ignore[attr-defined]
+    state = json.loads(path.read_text())
+    state["stacks"][name]["status"] = status
+    path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("status", ["REVIEW_IN_PROGRESS", "ROLLBACK_FAILED", "DELETE_FAILED"])
+def test_a_stack_that_is_no_environment_is_refused_then_created_anew(provider: Provider,
+                                                                     tmp_path, status):
+    from deployer.base.errors import StateError
+    from deployer.cloud.port import StackStatus
+
+    cloud, strategy = provider.cloud, provider.strategy
+    template, parameters = provider.template, provider.parameters
+    if cloud.name == "aws":  # a stack moto can delete (it cannot delete the VPC one)
+        from tests.aws.test_parity import bucket_only
+
+        template, parameters = bucket_only(strategy, tmp_path), {}
+    cloud.ensure_environment(strategy, template, {"EtherpadVersion": "1.0", **parameters},
+                             lambda e: None)
+    put_stack_in(provider, status)
+    view = cloud.describe_environment(strategy)
+    assert view is not None and view.stack_status == status
+    assert StackStatus(view.stack_status).half_created and not StackStatus(status).usable
+    with pytest.raises(StateError, match=f"is {status}: not an environment to release on"):
+        cloud.update_stack(strategy, {"EtherpadVersion": "2.0"}, lambda e: None)
+    again = cloud.ensure_environment(strategy, template,
+                                     {"EtherpadVersion": "2.0", **parameters}, lambda e: None)
+    assert (again.stack_status, again.release) == ("CREATE_COMPLETE", "2.0")
+
+
+def test_update_rollback_failed_is_no_environment_until_its_rollback_ends(provider: Provider,
+                                                                         tmp_path):
+    """AWS continues the rollback (tests/aws/test_stubbed_recovery.py follows it: moto has no
+    ContinueUpdateRollback); the local cloud, which has none, says what to do in one line."""
+    from deployer.base.errors import StateError
+
+    cloud, strategy = provider.cloud, provider.strategy
+    template, parameters = provider.template, provider.parameters
+    if cloud.name == "aws":
+        from tests.aws.test_parity import bucket_only
+
+        template, parameters = bucket_only(strategy, tmp_path), {}
+    cloud.ensure_environment(strategy, template, {"EtherpadVersion": "1.0", **parameters},
+                             lambda e: None)
+    put_stack_in(provider, "UPDATE_ROLLBACK_FAILED")
+    with pytest.raises(StateError, match="is UPDATE_ROLLBACK_FAILED: not an environment to "
+                                         "release on"):
+        cloud.update_stack(strategy, {"EtherpadVersion": "2.0"}, lambda e: None)
+    if cloud.name == "local":
+        with pytest.raises(StateError, match=r"is UPDATE_ROLLBACK_FAILED .remove it with "
+                                             r"'deployer down --strategy fixture'"):
+            cloud.ensure_environment(strategy, template, {"EtherpadVersion": "1.0",
+                                                          **parameters}, lambda e: None)

@@ -45,6 +45,8 @@ def api(monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("DEPLOYER_CONTROL_URL", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("DEPLOYER_INSTANCE_ID", "i-0123456789abcdef0")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # as the user data exports it
+    monkeypatch.delenv("AWS_REGION", raising=False)
     yield seen, answers
     server.shutdown()
 
@@ -75,8 +77,8 @@ def test_tools_off_a_local_instance_say_so(monkeypatch, capsys):
     monkeypatch.delenv("DEPLOYER_CONTROL_URL", raising=False)
     monkeypatch.setenv("DEPLOYER_INSTANCE_ID", "i-1")
     assert exit_code(lambda: cfn_signal.main(["--stack", "s", "--resource", "G"])) == 1
-    assert exit_code(lambda: aws_cli.main(["elbv2", "describe-target-health",
-                                           "--target-group-arn", "tg"])) == 255
+    assert exit_code(lambda: aws_cli.main(["elbv2", "describe-target-health", "--region",
+                                           "us-east-1", "--target-group-arn", "tg"])) == 255
     err = capsys.readouterr().err
     assert "cfn-signal: not on a local cloud instance" in err
     assert "aws: not on a local cloud instance" in err
@@ -89,7 +91,8 @@ def test_tools_that_cannot_reach_the_supervisor(monkeypatch, capsys):
     monkeypatch.setenv("DEPLOYER_CONTROL_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("DEPLOYER_INSTANCE_ID", "i-1")
     assert exit_code(lambda: cfn_signal.main(["--stack", "s", "--resource", "G"])) == 1
-    assert exit_code(lambda: aws_cli.main(["elbv2", "describe-target-health",
+    assert exit_code(lambda: aws_cli.main(["--region", "us-east-1", "elbv2",
+                                           "describe-target-health",
                                            "--target-group-arn", "tg"])) == 255
     err = capsys.readouterr().err
     assert "cfn-signal: cannot reach the stack" in err
@@ -113,5 +116,48 @@ def test_aws_describe_target_health_queries_like_the_aws_cli(api, capsys):
 
 
 def test_aws_answers_only_the_calls_the_scripts_make(capsys):
-    assert exit_code(lambda: aws_cli.main(["s3", "cp", "a", "b"])) == 252
+    assert exit_code(lambda: aws_cli.main(["s3", "cp", "--region=us-east-1", "a", "b"])) == 252
     assert "answers only 'elbv2 describe-target-health'" in capsys.readouterr().err
+
+
+# -- regions, as AWS CLI v1 (Ubuntu 22.04's awscli) reads them -----------------------------
+
+NO_REGION = ('You must specify a region. You can also configure your region by running '
+             '"aws configure".')
+DESCRIBE = ["elbv2", "describe-target-health", "--target-group-arn", "tg-arn",
+            "--targets", "Id=i-1", "--query", "TargetHealthDescriptions[0].TargetHealth.State",
+            "--output", "text"]
+
+
+@pytest.fixture
+def healthy(api):
+    seen, answers = api
+    answers["/target-health"] = (200, {"TargetHealthDescriptions": [
+        {"Target": {"Id": "i-1", "Port": 9001}, "TargetHealth": {"State": "healthy"}}]})
+    return seen
+
+
+def test_aws_without_a_region_fails_as_v1_does(healthy, monkeypatch, capsys):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert exit_code(lambda: aws_cli.main(DESCRIBE)) == 255
+    assert capsys.readouterr().err.strip() == NO_REGION
+    assert healthy == []  # nothing was asked
+
+
+def test_aws_region_alone_is_not_a_region_for_v1(healthy, monkeypatch, capsys):
+    """What the old user data exported (AWS_REGION only): v1 ignores it."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert exit_code(lambda: aws_cli.main(DESCRIBE)) == 255
+    assert capsys.readouterr().err.strip() == NO_REGION
+
+
+@pytest.mark.parametrize("how", ["AWS_DEFAULT_REGION", "--region", "--region="])
+def test_aws_with_a_region_answers(healthy, monkeypatch, capsys, how):
+    args = list(DESCRIBE)
+    if how != "AWS_DEFAULT_REGION":
+        monkeypatch.delenv("AWS_DEFAULT_REGION")
+        args = (["--region", "us-east-1"] if how == "--region" else ["--region=us-east-1"]) \
+            + args
+    aws_cli.main(args)
+    assert capsys.readouterr().out.strip() == "healthy"

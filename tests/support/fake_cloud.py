@@ -28,6 +28,9 @@ class UnscriptedCloud(CloudPort):
     def update_stack(self, strategy, parameters, on_event):
         raise NotImplementedError
 
+    def wait_for_stack_operation(self, strategy, on_event):
+        raise NotImplementedError
+
     def put_artifact(self, strategy, key, path):
         raise NotImplementedError
 

@@ -6,12 +6,18 @@ same script runs on EC2 and here:
 
     aws elbv2 describe-target-health --target-group-arn ARN --targets Id=ID [--query Q]
         [--output text|json]
+
+About regions it is AWS CLI v1, the ``awscli`` Ubuntu 22.04 installs: the region comes from
+``--region`` or ``AWS_DEFAULT_REGION`` only (``AWS_REGION`` is v2's and the SDKs'), else it
+fails with v1's words and exit code 255. EC2 sets neither variable: a script that relies on
+``AWS_REGION`` alone fails here as it would on an instance.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.parse
 
@@ -43,8 +49,40 @@ def _output(document: dict, query: str | None, output: str) -> None:
         print(json.dumps(document, indent=4))
 
 
+NO_REGION = ('You must specify a region. You can also configure your region by running '
+             '"aws configure".')
+
+
+def region_of(args: list[str]) -> str | None:
+    """The region AWS CLI v1 would use: --region anywhere on the line, else
+    AWS_DEFAULT_REGION (the config file is never written on these instances)."""
+    for i, arg in enumerate(args):
+        if arg == "--region" and i + 1 < len(args):
+            return args[i + 1] or None
+        if arg.startswith("--region="):
+            return arg.split("=", 1)[1] or None
+    return os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def without_region(args: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--region":
+            skip = True
+        elif not arg.startswith("--region="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if region_of(args) is None:
+        print(NO_REGION, file=sys.stderr)
+        sys.exit(255)
+    args = without_region(args)  # a global option: it may come before the service
     if args[:2] != ["elbv2", "describe-target-health"]:
         print(f"aws: the local cloud answers only 'elbv2 describe-target-health', "
               f"not {' '.join(args[:2])!r}", file=sys.stderr)
@@ -54,7 +92,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", nargs="*", default=[])
     parser.add_argument("--query")
     parser.add_argument("--output", default="json")
-    parser.add_argument("--region")
     ns = parser.parse_args(args[2:])
     ids = [t.split("=", 1)[1].split(",", 1)[0] for t in ns.targets if t.startswith("Id=")]
     query = urllib.parse.urlencode({"arn": ns.target_group_arn, "ids": ",".join(ids)})
