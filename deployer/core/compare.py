@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from deployer.base import logs
 from deployer.base.clock import Clock
 from deployer.base.errors import ConfigError, ExitStatus, UsageError
-from deployer.cloud.port import CloudPort, OnEvent, is_gone
+from deployer.cloud.port import CloudPort, OnEvent, is_usable
 from deployer.core.editing import EditorSettings
 from deployer.core.engine import (
     MakePoller,
@@ -284,8 +284,8 @@ class CompareRun:
     def _needs_reset(self, strategy_name: str) -> str | None:
         """The release the environment runs, when it is not the starting release."""
         view = self.cloud.describe_environment(strategy_name)
-        if view is None or is_gone(view.stack_status):
-            return None
+        if view is None or not is_usable(view.stack_status):
+            return None  # none, or half-created: the measured release recreates it
         current = view.release
         return current if current != self.settings.from_release else None
 

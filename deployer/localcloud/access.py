@@ -178,3 +178,25 @@ def read_info(cloud_dir: Path) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return info if isinstance(info, dict) else None
+
+
+class BadRequest(errors.UsageError):
+    """A request the API refuses before reading it: its status and whether to hang up."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def status_of(exc: errors.DeployerError) -> int:
+    if isinstance(exc, BadRequest):
+        return exc.status
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, errors.NotFound):
+        return 404
+    if isinstance(exc, errors.StateError):
+        return 409
+    return 400

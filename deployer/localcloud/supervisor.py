@@ -31,10 +31,12 @@ from deployer.base import errors, logs
 from deployer.base.clock import Clock
 from deployer.localcloud import names
 from deployer.localcloud.access import (
+    BadRequest,
     Caller,
     Credentials,
     Forbidden,
     Unauthorized,
+    status_of,
     write_info,
 )
 from deployer.localcloud.artifacts import ArtifactStore
@@ -369,28 +371,6 @@ def write_instance_tools(bin_dir: Path) -> None:
         tool.write_text(f"#!{sys.executable}\nfrom deployer.localcloud.tools.{module} import main\n"
                         "main()\n")
         tool.chmod(0o755)
-
-
-class BadRequest(errors.UsageError):
-    """A request the API refuses before reading it: its status and whether to hang up."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def status_of(exc: errors.DeployerError) -> int:
-    if isinstance(exc, BadRequest):
-        return exc.status
-    if isinstance(exc, Unauthorized):
-        return 401
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, errors.NotFound):
-        return 404
-    if isinstance(exc, errors.StateError):
-        return 409
-    return 400
 
 
 def make_handler(sup: Supervisor):
