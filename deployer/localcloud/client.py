@@ -18,8 +18,8 @@ from typing import Any
 
 from deployer.base import errors
 from deployer.base.clock import Clock
-from deployer.base.home import deployer_home
-from deployer.base.processes import pid_alive
+from deployer.base.home import check_home, deployer_home
+from deployer.base.processes import module_args, pid_alive
 from deployer.cloud.port import (
     Artifact,
     CloudPort,
@@ -44,6 +44,14 @@ class _Unreachable(Exception):
     """The supervisor did not answer at the transport level."""
 
 
+def is_supervisor_of(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is this user's supervisor of ``home`` (not a reused pid, not a stranger)."""
+    args = module_args(pid, "deployer.localcloud.supervisor")
+    if args is None or "--home" not in args[:-1]:
+        return False
+    return Path(args[args.index("--home") + 1]).resolve() == home.resolve()
+
+
 def stack_name(strategy: str) -> str:
     return f"etherpad-{strategy}"
 
@@ -54,7 +62,8 @@ class LocalCloud(CloudPort):
 
     def __init__(self, home: Path | None = None, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.home = home or deployer_home()
+        # Checked: what the data dir holds (the supervisor's address above all) is trusted.
+        self.home = check_home(home) if home else deployer_home()
         self.dir = cloud_dir(self.home)
         self._url: str | None = None
 
@@ -65,7 +74,7 @@ class LocalCloud(CloudPort):
             info = json.loads(info_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return info if pid_alive(int(info.get("pid", 0))) else None
+        return info if is_supervisor_of(int(info.get("pid", 0)), self.home) else None
 
     def ensure_supervisor(self) -> str:
         if self._url:

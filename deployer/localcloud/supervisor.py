@@ -26,6 +26,8 @@ from typing import Any
 
 from deployer.base import errors, logs
 from deployer.base.clock import Clock
+from deployer.base.fsutil import ForeignFile, open_lock_file
+from deployer.base.home import check_home
 from deployer.localcloud.artifacts import ArtifactStore
 from deployer.localcloud.codedeploy.wiring import LocalCodeDeploy
 from deployer.localcloud.compute.instances import ImageStore, InstanceLauncher
@@ -429,10 +431,15 @@ def main() -> None:
     parser.add_argument("--home", required=True)
     args = parser.parse_args()
     home = Path(args.home)
-    cloud_dir(home).mkdir(parents=True, exist_ok=True)
+    try:
+        check_home(home)
+        cloud_dir(home).mkdir(mode=0o700, parents=True, exist_ok=True)
+        # One supervisor per data dir: the lock is held for the process's whole life.
+        lock_file = open(open_lock_file(cloud_dir(home) / "supervisor.lock"), "w")
+    except (errors.DeployerError, ForeignFile) as exc:
+        print(f"deployer-supervisor: {exc}", file=sys.stderr)
+        sys.exit(1)
     logs.configure("json")
-    # One supervisor per data dir: the lock is held for the process's whole life.
-    lock_file = open(cloud_dir(home) / "supervisor.lock", "w")
     # A supervisor that is shutting down holds the lock for a moment: wait for the handover.
     clock = Clock()
     deadline = clock.monotonic() + 30.0
