@@ -20,6 +20,9 @@ The server belongs to the environment, and is as strict as RDS:
   nobody else, unlike the system temp dir); otherwise ``$DEPLOYER_HOME/db``. When the
   socket path would be too long for a Unix socket, the socket directory is a ``mkdtemp``
   one (0700, ownership checked).
+- **Older environments.** A cluster an older deployer kept as root in the system temp dir
+  (``deployer-db-<key>``) is moved here when it is verifiably the ``postgres`` user's; pads
+  are never left behind. One still running is reconfigured and reloaded.
 - **Secrets.** A role's password goes to ``psql`` on its standard input, never on a
   command line.
 """
@@ -259,10 +262,52 @@ class PostgresServer:
         except (OSError, ValueError, IndexError):
             return False
 
+    # -- an environment made by an older deployer -----------------------------------------
+    def _legacy_dir(self) -> Path | None:
+        """The cluster an older deployer kept, as root, at a predictable place in the system
+        temp dir, if it is verifiably the postgres user's (never one planted by another user:
+        they cannot make a directory owned by postgres)."""
+        if not self.run_as:
+            return None  # the data dir's db/ was, and is, the place
+        base = Path(tempfile.gettempdir()) / f"deployer-db-{self.chain[-1].name}"
+        legacy = base / self.dir.name
+        try:
+            check_private_dir(base, self.uid, allow_root=True)
+            for path in (legacy, legacy / "data"):
+                check_private_dir(path, self.uid)
+            version = os.lstat(legacy / "data" / "PG_VERSION")
+        except (CloudError, OSError):
+            return None
+        return legacy if stat.S_ISREG(version.st_mode) else None
+
+    def _adopt_legacy(self) -> None:
+        legacy = self._legacy_dir()
+        if legacy is None or self.data.exists():
+            return
+        data = legacy / "data"
+        if (data / "postmaster.pid").exists():
+            subprocess.run(self._cmd(str(self.bin / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                     "-w", "-t", "30", "stop"),
+                           capture_output=True, timeout=60, cwd="/")
+        self._make_dirs()
+        if os.stat(legacy).st_dev == os.stat(self.dir).st_dev:
+            os.rename(data, self.data)
+        else:  # another filesystem (a tmpfs /tmp): copied as it is, owners and modes kept
+            self._run("cp", "-a", "--no-dereference", str(data), str(self.data), timeout=600)
+        shutil.rmtree(legacy, ignore_errors=True)
+        log.warning("database.moved", from_dir=str(legacy), to_dir=str(self.dir))
+
     def start(self) -> None:
+        self._adopt_legacy()
         self.initialise()
         if self.is_running():
+            # Started by an earlier supervisor (perhaps an older deployer): who may connect
+            # is made what it is now, at once (pg_hba.conf and TLS are reloadable).
             self.socket_dir = self._socket_dir()
+            check_private_dir(self.socket_dir, self.uid)
+            os.chmod(self.socket_dir, 0o700)
+            self._configure(self.socket_dir)
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "reload")
             return
         self.socket_dir = self._fresh_socket_dir()
         self._configure(self.socket_dir)
