@@ -72,7 +72,6 @@ class DatabaseEndpoint(BaseModel):
     name: str
     user: str
     password: str
-    sslmode: str = "require"  # the server refuses plain TCP connections, as RDS does
 
 
 def _refuse(path: Path, why: str) -> CloudError:
