@@ -198,9 +198,9 @@ class PostgresServer:
         result = subprocess.run(self._cmd(*args), capture_output=True, text=True,
                                 timeout=timeout, input=stdin, cwd="/")
         if result.returncode != 0:
-            raise CloudError(f"database: {' '.join(Path(a).name for a in args[:1])} "
-                             f"{' '.join(args[1:2])} failed: "
-                             f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            raise CloudError(f"database: {Path(args[0]).name} failed: "
+                             f"{last[0] if last else f'exit {result.returncode}'}")
         return result
 
     def initialise(self) -> None:

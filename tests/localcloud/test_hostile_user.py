@@ -12,6 +12,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -277,11 +278,12 @@ def test_the_supervisor_pid_is_trusted_only_when_it_is_our_supervisor(tmp_path):
     home.mkdir(mode=0o700)
     info_file = home / "localcloud" / "supervisor.json"
     info_file.parent.mkdir()
-    looks_like = ["-c", "import time; time.sleep(60)", "-m", "deployer.localcloud.supervisor",
+    # A command line like the supervisor's: sh -c '...' -m deployer.localcloud.supervisor ...
+    looks_like = ["sh", "-c", "sleep 60; true", "-m", "deployer.localcloud.supervisor",
                   "--home", str(home)]
-    theirs = subprocess.Popen(["runuser", "-u", "nobody", "--", "/usr/bin/python3",
-                               *looks_like], cwd="/")
-    ours = subprocess.Popen([sys.executable, *looks_like], cwd="/")
+    theirs = subprocess.Popen(["runuser", "-u", "nobody", "--", *looks_like], cwd="/",
+                              start_new_session=True)
+    ours = subprocess.Popen(looks_like, cwd="/", start_new_session=True)
     try:
         def trusted(pid: int) -> bool:
             info_file.write_text(json.dumps({"pid": pid, "url": "http://127.0.0.1:9/"}))
@@ -299,7 +301,7 @@ def test_the_supervisor_pid_is_trusted_only_when_it_is_our_supervisor(tmp_path):
         assert trusted(ours.pid)  # the control: ours, with our data dir
     finally:
         for process in (theirs, ours):
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # the shell and its sleep
             process.wait(timeout=10)
 
 
@@ -330,7 +332,7 @@ def test_a_lock_held_by_another_user_is_refused_with_one_line(shared_tmp, monkey
     path.write_text("")
     os.chmod(path, 0o644)
     holder = subprocess.Popen(["runuser", "-u", "nobody", "--", "flock", "-s", str(path),
-                               "sleep", "60"], cwd="/")
+                               "sleep", "60"], cwd="/", start_new_session=True)
     try:
         wait_until(lambda: as_nobody("flock", "-n", "-x", str(path), "true").returncode != 0,
                    "nobody to hold the lock")
@@ -341,7 +343,7 @@ def test_a_lock_held_by_another_user_is_refused_with_one_line(shared_tmp, monkey
         assert f"of uid {NOBODY.pw_uid}, another user: no deployer run of yours" in message
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # nobody cannot open it again
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)  # runuser, flock and its sleep
         holder.wait(timeout=10)
 
 
