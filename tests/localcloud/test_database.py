@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -112,3 +113,64 @@ def test_a_running_server_is_made_strict_again_when_adopted(tmp_path):
         assert refused.returncode != 0 and "no encryption" in refused.stderr
     finally:
         server.destroy()
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+SITE = Path(__file__).resolve().parents[2] / ".venv" / "lib" / (
+    f"python{sys.version_info[0]}.{sys.version_info[1]}") / "site-packages"
+
+
+def nobody_can_run_deployer() -> bool:
+    if os.geteuid() != 0 or not SYSTEM_PYTHON.exists() or not SITE.is_dir():
+        return False
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", str(SYSTEM_PYTHON), "-c",
+                            "import deployer.localcloud.database"], capture_output=True,
+                           timeout=60, cwd="/", env=nobody_env())
+    return probe.returncode == 0
+
+
+def nobody_env() -> dict[str, str]:
+    repo = Path(__file__).resolve().parents[2]
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
+            "PYTHONPATH": f"{repo}:{SITE}"}
+
+
+@pytest.mark.skipif(not nobody_can_run_deployer(),
+                    reason="needs root, and a system python3 that can import deployer as nobody")
+def test_a_data_dir_too_deep_for_a_socket_path_gets_a_private_mkdtemp_socket_dir():
+    """Not root: the server runs as this user with its cluster in the data dir. A socket path
+    longer than a Unix socket allows goes to a mkdtemp directory, 0700 and this user's."""
+    top = Path(tempfile.mkdtemp(prefix="deployer-test-deep-"))
+    try:
+        os.chmod(top, 0o755)
+        home = top / ("d" * 80) / "home"
+        home.mkdir(parents=True)
+        for path in (top / ("d" * 80), home):
+            os.chown(path, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
+        os.chmod(home, 0o700)
+        script = f"""
+import os, stat, tempfile
+from pathlib import Path
+from deployer.localcloud.database import PostgresServer
+server = PostgresServer(Path({str(home)!r}), "etherpad-deep", {free_port()})
+server.start()
+try:
+    st = os.lstat(server.socket_dir)
+    assert server.socket_dir.parent == Path(tempfile.gettempdir()), server.socket_dir
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert server.psql("SELECT 2").strip() == "2"
+    again = PostgresServer(Path({str(home)!r}), "etherpad-deep", server.port)
+    again.start()  # finds the running server's socket from postmaster.pid
+    assert again.socket_dir == server.socket_dir and again.psql("SELECT 3").strip() == "3"
+finally:
+    server.destroy()
+assert not server.socket_dir.exists()
+print("ok")
+"""
+        result = subprocess.run(["runuser", "-u", "nobody", "--", str(SYSTEM_PYTHON), "-c",
+                                 script], capture_output=True, text=True, timeout=120,
+                                cwd="/", env=nobody_env())
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().endswith("ok")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
