@@ -8,11 +8,12 @@ Etherpad's CPU time over the storm is read from /proc.
 
     python benchmarks/editors_bench.py --root /path/to/installed/etherpad --counts 10,50,200
 
-Caveat built into Etherpad: ``commitRateLimiting`` allows 10 messages a second per client
-address, and every simulated editor comes from 127.0.0.1 (through the load balancer, from the
-load balancer's address): the typing interval is stretched to keep the steady rate under it,
-and a reconnect storm of more than ~10 editors is partly cut by the limiter (``rateLimited``:
-counted as gave_up below). Real users come from many addresses.
+Each count runs twice, side by side: the baseline is Etherpad behind a proxy it does not
+trust (``trustProxy`` false, Etherpad's own default), where every editor counts against the
+load balancer's one address in ``commitRateLimiting`` (10 messages a second); then as the
+stacks run it (``trustProxy`` true), each simulated editor from an address of its own
+(127.77/16), as users come from theirs. The typing interval is the same in both (the total
+held at 8 edits a second), so only the addresses differ.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def etherpad_pid(run: EtherpadRun) -> int:
     return int((run.home / "var" / "etherpad.pid").read_text().split()[0])
 
 
-def bench(root: Path, count: int, seconds: float, modules: Path) -> dict:
+def bench(root: Path, count: int, seconds: float, modules: Path, *, trust_proxy: bool) -> dict:
     run = EtherpadRun(root, env={"DB_TYPE": "dirty", "ETHERPAD_APIKEY": "bench",
-                                 "ETHERPAD_SESSIONKEY": "bench"})
+                                 "ETHERPAD_SESSIONKEY": "bench",
+                                 "ETHERPAD_TRUST_PROXY": "true" if trust_proxy else "false"})
     settings = TargetGroupSettings(allow_fast_checks=True, health_check_interval_s=0.5,
                                    health_check_timeout_s=0.4, healthy_threshold=2,
                                    unhealthy_threshold=2, deregistration_delay_s=1)
@@ -76,7 +78,7 @@ def bench(root: Path, count: int, seconds: float, modules: Path) -> dict:
         run.stop()
     summary = summarize(records)
     fraction = driver_cpu / steady_s
-    return {"editors": count, "ready": ready, "interval_s": interval,
+    return {"editors": count, "trust_proxy": trust_proxy, "ready": ready, "interval_s": interval,
             "driver_cpu_pct": round(100 * fraction, 1),
             "editors_per_core": round(count / fraction) if fraction else None,
             "reconnect_p50_ms": summary.reconnect_ms.p50,
@@ -103,7 +105,8 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, {platform.platform()}")
     for count in (int(c) for c in args.counts.split(",")):
-        print(bench(root, count, args.seconds, modules), flush=True)
+        for trust_proxy in (False, True):
+            print(bench(root, count, args.seconds, modules, trust_proxy=trust_proxy), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class ExitStatus(IntEnum):
     USAGE = 2
     DOWNTIME = 3
     ROLLED_BACK = 4
+    DATA_LOST = 5  # completed, but an acknowledged edit was lost or a pad diverged
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deployer.base.errors import StateError
+
 
 def tree_size(root: Path) -> tuple[int, int]:
     """Bytes and number of regular files under ``root``: symlinks not followed, and a file
@@ -27,7 +29,7 @@ def tree_size(root: Path) -> tuple[int, int]:
     return size, files
 
 
-class ForeignFile(Exception):
+class ForeignFile(StateError):
     """A file this user's tools rely on belongs to another user (``uid``)."""
 
     def __init__(self, path: Path, uid: int) -> None:

@@ -72,6 +72,16 @@ def release_context(strategy_name: str, release: str, from_release: str | None, 
 
 HtmlOpt = Annotated[Path | None, typer.Option(
     "--html", help="Write the HTML report (one self-contained file with timelines).")]
+EditorsOpt = Annotated[int, typer.Option(
+    "--editors", help="Simulated editors typing on pads through the load balancer during the "
+                      "rollout, and the data check after it; 0 switches both off.")]
+
+
+def editor_settings(editors: int):
+    """--editors as the engine's settings (checked now: before anything is created)."""
+    from deployer.core.editing import EditorSettings
+
+    return EditorSettings(editors=editors, data_check=editors > 0)
 
 
 @contextmanager

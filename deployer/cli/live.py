@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -53,6 +54,7 @@ class LiveView(CompareObserver):
         self.events: deque[str] = deque(maxlen=5)
         self._run_t0 = 0.0
         self.instances: list[tuple[str, str, str | None, str | None]] = []
+        self.editors: Callable[[], dict[str, int]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> LiveView:
@@ -104,6 +106,7 @@ class LiveView(CompareObserver):
             self.by_class, self.versions, self.last_version = {}, {}, None
             self.events.clear()
             self.instances = []
+            self.editors = None
             self._run_t0 = time.monotonic()
 
     def environment_ready(self, url: str | None, from_release: str | None) -> None:
@@ -132,6 +135,10 @@ class LiveView(CompareObserver):
             else:
                 self.failed += 1
                 self.by_class[probe.outcome] = self.by_class.get(probe.outcome, 0) + 1
+
+    def editors_started(self, status: Callable[[], dict[str, int]]) -> None:
+        with self._lock:
+            self.editors = status
 
     def event(self, event: Event) -> None:
         at = time.monotonic() - self._run_t0
@@ -167,6 +174,8 @@ class LiveView(CompareObserver):
                 probes.append("   answered by: " + ", ".join(
                     f"{v} {n}" for v, n in self.versions.items()))
             lines.append(probes)
+            if self.editors is not None:
+                lines.append(editors_line(self.editors()))
             if self.instances:
                 table = Table(box=None, padding=(0, 2), show_header=True, header_style="dim")
                 for column in ("instance", "state", "release", "target"):
@@ -178,3 +187,17 @@ class LiveView(CompareObserver):
             for line in self.events:
                 lines.append(Text(line, style="dim"))
         return Group(*lines)
+
+
+def editors_line(counts: dict[str, int]) -> Text:
+    """``editors: 5 connected, 1 reconnecting, 0 gone`` (and still loading, when any)."""
+    line = Text("editors: ")
+    line.append(f"{counts.get('connected', 0)} connected", style="green")
+    reconnecting, gone = counts.get("reconnecting", 0), counts.get("gone", 0)
+    line.append(", ")
+    line.append(f"{reconnecting} reconnecting", style="dark_orange" if reconnecting else "green")
+    line.append(", ")
+    line.append(f"{gone} gone", style="red" if gone else "green")
+    if counts.get("loading"):
+        line.append(f", {counts['loading']} loading", style="yellow")
+    return line

@@ -14,11 +14,13 @@ from deployer.base import logs
 from deployer.base.errors import UsageError
 from deployer.cli.common import (
     ENV,
+    EditorsOpt,
     HtmlOpt,
     SourceOpt,
     StrategyOpt,
     TargetOpt,
     check_release_options,
+    editor_settings,
     exit_for,
     history_store,
     live_view,
@@ -27,10 +29,17 @@ from deployer.cli.common import (
     remember,
     stack_template,
 )
+from deployer.core.editing import DEFAULT_EDITORS
 from deployer.measure.analysis import analyse
 from deployer.measure.poller import HealthPoller
 from deployer.measure.versions import extractor_from_spec
-from deployer.report.release import Verdict, print_probe_table, write_json, write_junit
+from deployer.report.release import (
+    Verdict,
+    data_line,
+    print_probe_table,
+    write_json,
+    write_junit,
+)
 
 
 def probe(
@@ -89,10 +98,14 @@ def release(
         "--ignore-application-stop-failures",
         help="CodeDeploy: carry on when the old revision's ApplicationStop fails.")] = False,
     html_path: HtmlOpt = None,
+    editors: EditorsOpt = DEFAULT_EDITORS,
 ) -> None:
-    """Roll one release out with one strategy, watched by the health poller.
+    """Roll one release out with one strategy, watched by the health poller and by editors
+    typing on pads through the load balancer.
 
-    Exits 0 on success with zero downtime, 3 on downtime, 4 when rolled back, 1 on failure.
+    Exits 0 on success with users unaffected, 3 on downtime (a failed probe, an editor who
+    gave up), 4 when rolled back, 5 when an acknowledged edit was lost or a pad diverged,
+    1 on failure.
     """
     from deployer.core.compare import machine_info
     from deployer.core.engine import PollerSettings, ReleaseRun
@@ -102,6 +115,7 @@ def release(
     from deployer.report.release import print_release_table
 
     check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path, html_path])
+    watch = editor_settings(editors)
     start_at = from_version or previous_release(version)
     strat, ctx = release_context(strategy, version, start_at, target, source, ReleaseOptions(
         ignore_application_stop_failures=ignore_application_stop_failures))
@@ -110,7 +124,7 @@ def release(
         with environment_lock(strategy, "release", release=version, target=target), \
                 live_view(ctx.cloud) as view:
             report = ReleaseRun(strat, ctx, poller=PollerSettings(hz=hz),
-                                observer=view).execute()
+                                observer=view, editors=watch).execute()
     finally:
         # Bundles and build output were uploaded or registered: the scratch space can go.
         shutil.rmtree(ctx.workdir, ignore_errors=True)
@@ -125,9 +139,11 @@ def release(
         write_html(render_release(report, machine=machine,
                                   stack_template=stack_template(report.strategy)), html_path)
     print_release_table(report, ENV.stdout)
-    verdict = Verdict.of(report.outcome, report.zero_downtime)
+    verdict = Verdict.of_report(report)
     if verdict is Verdict.FAILED:
         print(f"deployer: error: release failed: {report.error}", file=sys.stderr)
+    elif verdict is Verdict.DATA_LOST and report.data is not None:
+        print(f"deployer: error: user data lost: {data_line(report.data)}", file=sys.stderr)
     raise typer.Exit(verdict.exit_status)
 
 
@@ -150,13 +166,14 @@ def compare(
     html_path: HtmlOpt = None,
     budget: Annotated[float | None, typer.Option(
         help="Seconds each release may take; JUnit fails the budget case past it.")] = None,
+    editors: EditorsOpt = DEFAULT_EDITORS,
 ) -> None:
     """Release the same version through each strategy and print the measured trade-off table.
 
     Each strategy releases on its own environment, one after another; an environment that
     does not run --from is first brought back to it by releasing --from. Exits 0 when every
-    release succeeded with zero downtime, 3 on any downtime, 4 when any rolled back, 1 when
-    any failed.
+    release succeeded with users unaffected, 3 on any downtime, 4 when any rolled back, 1
+    when any failed, 5 when any lost an acknowledged edit or let a pad diverge.
     """
     from deployer.core.compare import CompareRun, CompareSettings, parse_strategies
     from deployer.core.locks import environment_locks
@@ -168,6 +185,7 @@ def compare(
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}", hint="pass --repeat 1")
     check_release_options(hz=hz, budget=budget, outputs=[json_path, junit_path, html_path])
+    watch = editor_settings(editors)
     start_at = from_version or previous_release(version)
     if start_at is None:
         raise UsageError(f"no release known before {version!r} to start from",
@@ -176,6 +194,7 @@ def compare(
 
     for name in names:
         load_strategy(name).check_input(version, start_at, source, target)
+    watch.check_client()
     settings = CompareSettings(release=version, from_release=start_at, strategies=names,
                                repeat=repeat, source=source, target=target, hz=hz,
                                budget_s=budget)
@@ -185,7 +204,7 @@ def compare(
     with environment_locks(names, "compare", release=version, target=target), \
             live_view(cloud) as view:
         comparison = CompareRun(settings, cloud=cloud, on_event=log_event, observer=view,
-                                history=history_store()).execute()
+                                history=history_store(), editors=watch).execute()
     if json_path:
         write_json(comparison, json_path)
     reports = list(comparison.reports().values())
@@ -206,4 +225,8 @@ def compare(
         errors = [f"{r.strategy}: {r.error}" for r in reports if r.error]
         print(f"deployer: error: compare failed: {'; '.join(errors) or 'see the notes'}",
               file=sys.stderr)
+    elif comparison.summary.outcome is Verdict.DATA_LOST:
+        lost = [f"{r.strategy}: {data_line(r.data)}" for r in reports
+                if r.data is not None and not r.data.ok]
+        print(f"deployer: error: user data lost: {'; '.join(lost)}", file=sys.stderr)
     raise typer.Exit(comparison.summary.exit_code)

@@ -249,3 +249,15 @@ class CloudPort(ABC):
     def target_health_history(self, strategy: str) -> list[dict]:
         """Target state transitions {at, target_id, from_state, to_state, reason}, if known."""
         return []
+
+    # what the editors' data check reads (optional: a cloud that gives neither is checked
+    # through the load balancer alone, from pads' public text exports)
+    def etherpad_api_key(self, strategy: str) -> str | None:
+        """The HTTP API key every instance of the environment shares, when there is one."""
+        return None
+
+    def instance_urls(self, strategy: str) -> dict[str, str]:
+        """instance id -> base URL of each serving instance's own Etherpad, where this
+        machine can reach it (the local cloud); empty where it cannot (AWS: private
+        addresses)."""
+        return {}

@@ -38,6 +38,7 @@ from deployer.base import logs
 from deployer.base.clock import Clock
 from deployer.base.errors import ConfigError, ExitStatus, UsageError
 from deployer.cloud.port import CloudPort, OnEvent, is_gone
+from deployer.core.editing import EditorSettings
 from deployer.core.engine import (
     MakePoller,
     PollerSettings,
@@ -106,6 +107,7 @@ class RunRecord(BaseModel):
     zero_downtime: bool
     total_seconds: float
     failed_probes: int
+    users_unaffected: bool = True
     measures: RunMeasures | None = None  # measured runs only
     floor: Floor | None = None
 
@@ -114,6 +116,7 @@ class CompareSummary(BaseModel):
     outcome: Verdict
     exit_code: int
     zero_downtime: bool
+    users_unaffected: bool = True  # every measured run's (see the release report)
     seconds: float  # the whole compare, wall clock
     ranking: list[str]  # by median release time (prepare + rollout), fastest first
     per_strategy: dict[str, dict] = Field(default_factory=dict)
@@ -186,20 +189,22 @@ def exit_status(outcome: Verdict | str) -> ExitStatus:
 
 
 # Worst first: the comparison's verdict is the worst of its runs'.
-_WORST_FIRST = (Verdict.FAILED, Verdict.ROLLED_BACK, Verdict.DOWNTIME, Verdict.SUCCEEDED)
+_WORST_FIRST = (Verdict.DATA_LOST, Verdict.FAILED, Verdict.ROLLED_BACK, Verdict.DOWNTIME,
+                Verdict.SUCCEEDED)
 
 
 def overall_outcome(reports: list[ReleaseReport], failed_resets: int = 0) -> Verdict:
-    """failed (any run failed, or an environment could not be reset) > rolled_back (any) >
-    downtime (any failed probe) > succeeded."""
-    if failed_resets:
+    """data_lost (an acknowledged edit lost or a pad diverged in any run) > failed (any run
+    failed, or an environment could not be reset) > rolled_back (any) > downtime (any failed
+    probe, any editor who gave up) > succeeded."""
+    verdicts = {Verdict.of_report(r) for r in reports}
+    if failed_resets and Verdict.DATA_LOST not in verdicts:
         return Verdict.FAILED
-    verdicts = {Verdict.of(r.outcome, r.zero_downtime) for r in reports}
     return next((v for v in _WORST_FIRST if v in verdicts), Verdict.SUCCEEDED)
 
 
 def _badness(report: ReleaseReport) -> int:
-    return 3 - _WORST_FIRST.index(Verdict.of(report.outcome, report.zero_downtime))
+    return len(_WORST_FIRST) - 1 - _WORST_FIRST.index(Verdict.of_report(report))
 
 
 def representative(runs: list[tuple[ReleaseReport, RunMeasures]]) -> int:
@@ -233,7 +238,8 @@ class CompareRun:
                  observer: CompareObserver | None = None, history: History | None = None,
                  strategy_loader: Callable[[str], Strategy] = load_strategy,
                  context_options: ReleaseOptions | None = None, clock: Clock | None = None,
-                 make_poller: MakePoller = health_poller) -> None:
+                 make_poller: MakePoller = health_poller,
+                 editors: EditorSettings | None = None) -> None:
         if settings.repeat < 1:
             raise UsageError(f"--repeat must be at least 1, got {settings.repeat}",
                              hint="pass --repeat 1 or more")
@@ -246,6 +252,8 @@ class CompareRun:
         self.options = context_options or ReleaseOptions()
         self.clock = clock or Clock()
         self.make_poller = make_poller
+        # Editors and the data check watch the measured runs; resets are not measured.
+        self.editors = editors
         self.run_id = new_run_id(self.clock)
         self.log = logs.get_logger(compare=self.run_id)
 
@@ -262,7 +270,9 @@ class CompareRun:
         try:
             report = ReleaseRun(strategy, ctx, poller=PollerSettings(hz=self.settings.hz),
                                 observer=self.observer, clock=self.clock,
-                                make_poller=self.make_poller).execute()
+                                make_poller=self.make_poller,
+                                editors=self.editors if role is RunRole.MEASURED else None,
+                                ).execute()
         finally:
             # Bundles and build output were uploaded or registered: the scratch space can go.
             shutil.rmtree(ctx.workdir, ignore_errors=True)
@@ -338,7 +348,7 @@ class CompareRun:
             entry = strategy_entry(report, measures, floor, [(m, f) for _, m, f in results])
             outcomes: dict[str, int] = {}
             for r, _, _ in results:
-                key = Verdict.of(r.outcome, r.zero_downtime).value
+                key = Verdict.of_report(r).value
                 outcomes[key] = outcomes.get(key, 0) + 1
             entry["outcomes"] = outcomes
             # A creation happens once, in the first repetition: keep its time apart from the
@@ -354,6 +364,12 @@ class CompareRun:
                 "total_s": entry["repeats"]["total_s"]["median"],
                 "ratio_to_floor": (entry["repeats"]["ratio_to_floor"] or {}).get("median"),
                 "failed_probes": sum(m.failed_probes for _, m, _ in results),
+                "users_unaffected": all(r.users_unaffected for r, _, _ in results),
+                "edits_lost": sum(r.data.edits_lost for r, _, _ in results if r.data),
+                "pads_diverged": sum(r.data.pads_diverged for r, _, _ in results if r.data),
+                "editors_gave_up": sum(r.editors.gave_up for r, _, _ in results if r.editors),
+                "editor_interruption_ms": max((r.editors.interruption_ms for r, _, _ in results
+                                               if r.editors), default=None),
             }
         all_reports = [r for results in measured.values() for r, _, _ in results]
         outcome = overall_outcome(all_reports, failed_resets)
@@ -366,6 +382,7 @@ class CompareRun:
             summary=CompareSummary(
                 outcome=outcome, exit_code=int(exit_status(outcome)),
                 zero_downtime=all(r.zero_downtime for r in all_reports),
+                users_unaffected=all(r.users_unaffected for r in all_reports),
                 seconds=round(self.clock.monotonic() - started, 3), ranking=ranking,
                 per_strategy=per_strategy, notes=notes))
         if self.history is not None:
@@ -381,4 +398,5 @@ def _record(report: ReleaseReport, repetition: int, role: RunRole,
                      role=role, release=report.release, from_release=report.from_release,
                      outcome=report.outcome, zero_downtime=report.zero_downtime,
                      total_seconds=report.total_seconds, failed_probes=report.probes.failed,
+                     users_unaffected=report.users_unaffected,
                      measures=measures, floor=floor)

@@ -23,6 +23,7 @@ from deployer.base.clock import Clock
 from deployer.base.errors import DeployerError, RollbackFailed, RolloutFailed, UsageError
 from deployer.base.home import deployer_home
 from deployer.cloud.port import Event, OnEvent
+from deployer.core.editing import EditorSettings, EditorsFindings, EditorsWatch
 from deployer.core.strategy import Prepared, PreparedKind, ReleaseContext, Strategy
 from deployer.measure.analysis import analyse
 from deployer.measure.poller import HealthPoller, Probe
@@ -63,6 +64,9 @@ class RunObserver:
     def probe(self, probe: Probe) -> None: ...
 
     def event(self, event: Event) -> None: ...
+
+    def editors_started(self, status: Callable[[], dict[str, int]]) -> None:
+        """The editors are on; ``status()`` counts them connected, reconnecting, gone."""
 
 
 @dataclass
@@ -123,6 +127,7 @@ class Poller(Protocol):
 
 
 MakePoller = Callable[[str, PollerSettings, Callable[[Probe], None] | None], Poller]
+MakeWatch = Callable[[EditorSettings, Any, str, str], EditorsWatch]
 
 
 def health_poller(url: str, settings: PollerSettings,
@@ -142,8 +147,13 @@ class ReleaseRun:
     def __init__(self, strategy: Strategy, ctx: ReleaseContext, *,
                  poller: PollerSettings | None = None, run_id: str | None = None,
                  clock: Clock | None = None, observer: RunObserver | None = None,
-                 make_poller: MakePoller = health_poller) -> None:
+                 make_poller: MakePoller = health_poller,
+                 editors: EditorSettings | None = None,
+                 make_watch: MakeWatch = EditorsWatch) -> None:
         self.strategy = strategy
+        # None: no editors and no data check (unit tests); the CLI passes its --editors.
+        self.editor_settings = editors
+        self.make_watch = make_watch
         self.ctx = ctx
         self.poller_settings = poller or PollerSettings()
         self.clock = clock or Clock()
@@ -159,6 +169,8 @@ class ReleaseRun:
         # Bad input (an unreachable source, a release it lacks) fails here, before anything
         # is created: one line from the CLI, no report of a run that never started.
         self.strategy.preflight(ctx)
+        if self.editor_settings is not None:
+            self.editor_settings.check_client()
         on_event = ctx.on_event
         try:
             return self._execute(on_event)
@@ -188,6 +200,7 @@ class ReleaseRun:
         outcome, error = Outcome.SUCCEEDED, None
         prepared = Prepared(kind=PreparedKind.NONE)
         poller: Poller | None = None
+        watch: EditorsWatch | None = None
         url: str | None = None
         details: dict[str, Any] = {}
         try:
@@ -199,6 +212,11 @@ class ReleaseRun:
                 prepared = self.strategy.prepare(ctx)
             details["prepared"] = {"kind": prepared.kind.value, "ref": prepared.ref,
                                    "size_bytes": prepared.size_bytes, **prepared.details}
+            if self.editor_settings is not None and url:
+                watch = self.make_watch(self.editor_settings, ctx.cloud, self.strategy.name,
+                                        url)
+                watch.start()
+                self.observer.editors_started(watch.status)
             poller = self.make_poller(url or "", self.poller_settings, self.observer.probe)
             poller.start()
             try:
@@ -232,6 +250,10 @@ class ReleaseRun:
         except DeployerError as exc:
             outcome, error = Outcome.FAILED, str(exc)
             self.log.error("release.failed", reason=str(exc))
+        except BaseException:
+            if watch is not None:
+                watch.abort()
+            raise
         served: list[str] = []
         if poller is not None:
             with self.phases.phase("verify"):
@@ -239,6 +261,9 @@ class ReleaseRun:
         probes = poller.snapshot() if poller else []
         duration = (max((p.sent_s + p.latency_ms / 1000 for p in probes), default=0.0))
         probe_start = poller.started_at if poller and poller.started_at else started_at
+        findings = EditorsFindings(editors=None, data=None, timeline=[])
+        if watch is not None:
+            findings = watch.finish(probe_start)
         health = []
         if poller is not None:
             try:
@@ -256,12 +281,16 @@ class ReleaseRun:
             timeline=[[p.sent_s, p.outcome, p.version, round(p.latency_ms, 1)] for p in probes],
             target_health=[{**h, "at_s": round(h["at"] - probe_start, 3)} for h in health],
             events=[{**e, "at_s": round(e["at"] - probe_start, 3)} for e in events],
+            editors=findings.editors, data=findings.data, editor_timeline=findings.timeline,
         )
+        report.judge_users()
         if outcome is Outcome.SUCCEEDED and served != [ctx.release]:
             report.outcome = Outcome.FAILED
             report.error = f"load balancer serves {served or 'nothing'}, not {ctx.release}"
         self.log.info("release.end", outcome=report.outcome, total_seconds=report.total_seconds,
-                      zero_downtime=report.zero_downtime, failed_probes=report.probes.failed)
+                      zero_downtime=report.zero_downtime, failed_probes=report.probes.failed,
+                      users_unaffected=report.users_unaffected,
+                      edits_lost=report.data.edits_lost if report.data else None)
         return report
 
 

@@ -6,8 +6,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from deployer.base.errors import NotFound, UsageError
+from deployer.base.errors import NotFound
 from deployer.cloud.port import Artifact
+from deployer.localcloud import names
 
 
 class ArtifactStore:
@@ -17,9 +18,9 @@ class ArtifactStore:
         self.dir = home / "buckets"
 
     def _object_dir(self, bucket: str, key: str) -> Path:
-        if not key or key.startswith("/") or ".." in Path(key).parts:
-            raise UsageError(f"bad object key {key!r}", hint="use a relative key without '..'")
-        return self.dir / bucket / key
+        # Checked here too, not only at the API: a bucket of "/any/dir" or a key with ".."
+        # would name a directory outside the store.
+        return self.dir / names.bucket(bucket) / names.key(key)
 
     def put(self, bucket: str, key: str, source: Path) -> Artifact:
         if not source.is_file():
@@ -37,15 +38,15 @@ class ArtifactStore:
                         size=source.stat().st_size)
 
     def path_of(self, artifact: Artifact) -> Path:
-        path = self._object_dir(artifact.bucket, artifact.key) / (artifact.version or "")
+        path = self._object_dir(artifact.bucket, artifact.key) / names.version(artifact.version)
         if not path.is_file():
             raise NotFound(f"s3://{artifact.bucket}/{artifact.key} version {artifact.version} "
                            "does not exist")
         return path
 
     def size_of_bucket(self, bucket: str) -> int:
-        root = self.dir / bucket
+        root = self.dir / names.bucket(bucket)
         return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
     def delete_bucket(self, bucket: str) -> None:
-        shutil.rmtree(self.dir / bucket, ignore_errors=True)
+        shutil.rmtree(self.dir / names.bucket(bucket), ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Every verb starts the supervisor if it is not running (which recovers the environments from
 disk), then follows the operation's events until it ends, noticing the end within a fifth of
-a second.
+a second. Every request carries the owner's token, read from ``supervisor.json`` (0600, this
+user's own: see :mod:`deployer.localcloud.access`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from deployer.cloud.port import (
     StackResult,
     TargetHealth,
 )
+from deployer.localcloud.access import INFO_FILE, Readable, Unauthorized, read_info
 from deployer.localcloud.operations import OperationStatus
 from deployer.localcloud.state import CloudState, ImageState, Store
 from deployer.localcloud.supervisor import cloud_dir
@@ -66,15 +68,36 @@ class LocalCloud(CloudPort):
         self.home = check_home(home) if home else deployer_home()
         self.dir = cloud_dir(self.home)
         self._url: str | None = None
+        self._token = ""
 
     # -- supervisor -------------------------------------------------------------------------
     def supervisor_info(self) -> dict | None:
-        info_file = self.dir / "supervisor.json"
+        """``supervisor.json`` of a live supervisor, or None.
+
+        The file must be this user's own and private (it holds the owner's token, and a URL
+        a forged one could point elsewhere): otherwise a one-line :class:`StateError`.
+        """
         try:
-            info = json.loads(info_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            info = read_info(self.dir)
+        except Readable:
+            # Written by an older deployer (0644, no token): fine if its supervisor is gone.
+            try:
+                info = json.loads((self.dir / INFO_FILE).read_text())
+            except (OSError, ValueError):
+                return None
+            if isinstance(info, dict) and "token" not in info:
+                info.pop("url", None)
+            else:
+                raise
+        if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
             return None
-        return info if is_supervisor_of(int(info.get("pid", 0)), self.home) else None
+        if not is_supervisor_of(info["pid"], self.home):
+            return None  # gone, or the pid is now another program's or another user's
+        if not isinstance(info.get("url"), str) or not isinstance(info.get("token"), str):
+            raise errors.StateError(
+                f"a local cloud supervisor from an older deployer runs (pid {info['pid']}) "
+                "and takes no credential", hint=f"stop it: kill {info['pid']}")
+        return info
 
     def ensure_supervisor(self) -> str:
         if self._url:
@@ -82,22 +105,34 @@ class LocalCloud(CloudPort):
         info = self.supervisor_info()
         if info is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            stale = self.dir / "supervisor.json"
+            stale = self.dir / INFO_FILE
             stale.unlink(missing_ok=True)
-            log_file = open(self.dir / "supervisor.log", "ab")
-            subprocess.Popen([sys.executable, "-m", "deployer.localcloud.supervisor",
-                              "--home", str(self.home)], stdin=subprocess.DEVNULL,
-                             stdout=log_file, stderr=log_file, start_new_session=True,
-                             close_fds=True, cwd="/")
+            log_path = self.dir / "supervisor.log"
+            log_file = open(log_path, "ab")
+            log_start = log_file.tell()
+            proc = subprocess.Popen([sys.executable, "-m", "deployer.localcloud.supervisor",
+                                     "--home", str(self.home)], stdin=subprocess.DEVNULL,
+                                    stdout=log_file, stderr=log_file, start_new_session=True,
+                                    close_fds=True, cwd="/")
+            log_file.close()
             deadline = self.clock.monotonic() + START_TIMEOUT_S
             while info is None:
+                code = proc.poll()
+                if code:  # it died at start: say why now, not after the timeout
+                    why = last_line(log_path, log_start).removeprefix(
+                        "deployer-supervisor: error: ")
+                    raise errors.CloudError(
+                        f"the local cloud supervisor did not start: "
+                        f"{why or f'exit status {code}'}",
+                        hint=f"see {log_path}")
                 if self.clock.monotonic() > deadline:
                     raise errors.CloudError(
                         "the local cloud supervisor did not start",
-                        hint=f"see {self.dir / 'supervisor.log'}")
+                        hint=f"see {log_path}")
                 self.clock.sleep(0.1)
                 info = self.supervisor_info()
         self._url = info["url"]
+        self._token = info["token"]
         return self._url
 
     def running(self) -> bool:
@@ -105,6 +140,10 @@ class LocalCloud(CloudPort):
 
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         try:
+            return self._call_once(method, path, body)
+        except Unauthorized:
+            # Another supervisor took over since we read its token (a restart): read again.
+            self._url = None
             return self._call_once(method, path, body)
         except _Unreachable:
             # The supervisor went away under us (it exits when its last stack is deleted):
@@ -118,14 +157,10 @@ class LocalCloud(CloudPort):
                                              "supervisor") from None
 
     def _wait_gone(self, timeout: float) -> None:
-        info_file = self.dir / "supervisor.json"
         deadline = self.clock.monotonic() + timeout
         while self.clock.monotonic() < deadline:
-            try:
-                info = json.loads(info_file.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                return
-            if not pid_alive(int(info.get("pid", 0))):
+            info = read_info(self.dir)
+            if info is None or not pid_alive(int(info.get("pid", 0))):
                 return
             self.clock.sleep(0.1)
 
@@ -133,12 +168,19 @@ class LocalCloud(CloudPort):
         url = self.ensure_supervisor() + path
         data = json.dumps(body or {}).encode() if method == "POST" else None
         request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self._token}"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            raise remote_error(json.loads(exc.read() or b"{}").get("error", {})) from None
+            try:
+                payload = json.loads(exc.read() or b"{}").get("error", {})
+            except (ValueError, AttributeError):
+                payload = {"message": f"HTTP {exc.code}"}
+            if exc.code == 401:
+                raise Unauthorized(payload.get("message", "refused")) from None
+            raise remote_error(payload) from None
         except (OSError, http.client.HTTPException) as exc:
             self._url = None
             raise _Unreachable(str(exc)) from None
@@ -288,6 +330,19 @@ class LocalCloud(CloudPort):
                  "to_state": h["to_state"], "reason": h.get("reason", "")}
                 for h in stack.get("health_history", [])]
 
+    def etherpad_api_key(self, strategy: str) -> str | None:
+        # Read from the owner's own state file: the key never crosses the supervisor's API.
+        record = self.state().stack_for(strategy)
+        return record.secrets.get("ETHERPAD_APIKEY") if record is not None else None
+
+    def instance_urls(self, strategy: str) -> dict[str, str]:
+        view = self.describe_environment(strategy)
+        if view is None:
+            return {}
+        return {inst.instance_id: f"http://{inst.endpoint}/" for inst in view.instances
+                if inst.endpoint and inst.state == "running"
+                and inst.target_health in ("healthy", "draining")}
+
     def target_health(self, strategy: str) -> list[TargetHealth]:
         stack = self.raw_state()["stacks"].get(stack_name(strategy)) or {}
         return [TargetHealth(target_id=tid, state=t["state"], reason=t.get("reason", ""))
@@ -309,6 +364,18 @@ def environment_view(stack: dict, state: dict) -> EnvironmentView:
         url=stack.get("url"), parameters=stack.get("parameters", {}),
         outputs=stack.get("outputs", {}), instances=instances,
         release=stack.get("parameters", {}).get("EtherpadVersion"))
+
+
+def last_line(path: Path, offset: int = 0) -> str:
+    """The last line ``path`` got after ``offset``, for a one-line error."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else ""
 
 
 def remote_error(payload: dict) -> errors.DeployerError:

@@ -46,10 +46,19 @@ class Operation:
 
 
 def error_payload(exc: BaseException) -> dict:
-    payload = {"type": type(exc).__name__, "message": str(exc)}
+    """An error as the API reports it: its type and its one line, never a traceback (that
+    stays in the supervisor's log)."""
     if not isinstance(exc, errors.DeployerError):
-        payload["traceback"] = traceback.format_exc()
-    return payload
+        return internal_error(exc)
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def internal_error(exc: BaseException) -> dict:
+    """A bug, as a client sees it: what kind, on one line; the log has the traceback."""
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return {"type": "InternalError",
+            "message": f"internal error in the supervisor ({type(exc).__name__}"
+                       f"{': ' + first if first else ''}; its log has the traceback)"}
 
 
 class Operations:
@@ -95,7 +104,9 @@ class Operations:
             except BaseException as exc:  # reported to the client, never lost
                 op.status = OperationStatus.FAILED
                 op.error = error_payload(exc)
-                log.error("operation.failed", op=op.id, kind=kind, reason=str(exc))
+                log.error("operation.failed", op=op.id, kind=kind, reason=str(exc),
+                          traceback=None if isinstance(exc, errors.DeployerError)
+                          else traceback.format_exc())
             finally:
                 if lock:
                     lock.release()

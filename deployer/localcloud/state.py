@@ -15,9 +15,10 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from deployer.base.clock import Clock
+from deployer.base.errors import StateError
 from deployer.cloud.port import StackStatus
 
 STATE_FILE_MODE = 0o600
@@ -147,16 +148,33 @@ class Store:
         self.state = self._load()
 
     def _load(self) -> CloudState:
-        if not self.path.exists():
-            return CloudState()
-        return CloudState.model_validate_json(self.path.read_text())
+        return self.read(self.path)
 
     @classmethod
     def read(cls, path: Path) -> CloudState:
-        """A read-only snapshot, for processes other than the supervisor."""
-        if not path.exists():
+        """A read-only snapshot, for processes other than the supervisor.
+
+        A file that is not a state file (truncated, edited by hand, another program's) is a
+        :class:`StateError` naming the file and the first thing wrong in it.
+        """
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
             return CloudState()
-        return CloudState.model_validate_json(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateError(f"cannot read the local cloud's state {path}: {exc}") from None
+        try:
+            return CloudState.model_validate_json(text)
+        except ValidationError as exc:
+            found = exc.errors()
+            where = ".".join(str(p) for p in found[0]["loc"]) if found else ""
+            what = (str(found[0]["msg"]).splitlines() or ["invalid"])[0][:160] if found \
+                else "invalid"
+            raise StateError(f"the local cloud's state {path} is corrupt: "
+                             f"{where + ': ' if where else ''}{what}",
+                             hint="restore it, or move it away to start with no "
+                                  "environments; their processes are then not stopped"
+                             ) from None
 
     def save(self) -> None:
         with self.lock:
@@ -166,12 +184,17 @@ class Store:
             # The cloud's own storage holds its secrets (generated database passwords, API
             # keys), as AWS's does: readable by the owner only, from the first byte written.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_FILE_MODE)
-            os.fchmod(fd, STATE_FILE_MODE)
-            with open(fd, "w") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(self.path)
+            try:
+                os.fchmod(fd, STATE_FILE_MODE)
+                with open(fd, "w") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp.replace(self.path)
+            except BaseException:
+                # A full disk: the old state stays whole, and no half-written copy is left.
+                tmp.unlink(missing_ok=True)
+                raise
 
     def add_event(self, stack: StackRecord, resource: str, resource_type: str, status: str,
                   reason: str = "") -> StackEvent:

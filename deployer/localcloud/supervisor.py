@@ -2,7 +2,9 @@
 
 It owns the running parts (load balancers, Auto Scaling groups, instance processes, the
 databases, CodeDeploy) and serves a small JSON API on loopback that the CLI (and
-``cfn-signal`` on the instances) talk to. Long activities — creating, updating, deleting a
+``cfn-signal`` on the instances) talk to. Every request carries a credential: the owner's
+token, or an instance's narrow one (:mod:`deployer.localcloud.access`); every name in it is
+checked (:mod:`deployer.localcloud.names`). Long activities — creating, updating, deleting a
 stack, a deployment, an image build — run as operations in threads; clients follow their
 events, as one follows CloudFormation stack events.
 
@@ -23,17 +25,26 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from deployer.base import errors, logs
 from deployer.base.clock import Clock
-from deployer.base.fsutil import ForeignFile, open_lock_file
+from deployer.base.fsutil import open_lock_file
 from deployer.base.home import check_home
+from deployer.localcloud import names
+from deployer.localcloud.access import (
+    Caller,
+    Credentials,
+    Forbidden,
+    Unauthorized,
+    write_info,
+)
 from deployer.localcloud.artifacts import ArtifactStore
 from deployer.localcloud.codedeploy.wiring import LocalCodeDeploy
 from deployer.localcloud.compute.instances import ImageStore, InstanceLauncher
 from deployer.localcloud.context import CloudContext
 from deployer.localcloud.images.baking import build_image_operation, deregister_image
-from deployer.localcloud.operations import Operation, Operations, error_payload
+from deployer.localcloud.operations import Operation, Operations, error_payload, internal_error
 from deployer.localcloud.stack import StackRuntime
 from deployer.localcloud.state import (
     InstanceState,
@@ -48,6 +59,11 @@ log = logs.get_logger(component="supervisor")
 
 # A supervisor with nothing to run exits after this long (tests shorten it).
 IDLE_EXIT_S = float(os.environ.get("DEPLOYER_SUPERVISOR_IDLE_S", "30"))
+# Requests are small JSON documents: a larger body is refused before it is read.
+MAX_BODY = 1 << 20
+# A client that stops sending (a body shorter than its Content-Length, an idle keep-alive
+# connection) frees its handler thread after this long.
+REQUEST_TIMEOUT_S = 10.0
 
 
 def cloud_dir(home: Path) -> Path:
@@ -73,9 +89,12 @@ class Supervisor:
         self.ctx: CloudContext | None = None  # built by serve(): the launcher needs our URL
         self.stopping = threading.Event()
         self.codedeploy: LocalCodeDeploy | None = None
+        self.credentials = Credentials.for_cloud(self.dir)
+        self.port = 0  # the API's, once serve() has bound it
 
     def _context(self, url: str) -> CloudContext:
-        launcher = InstanceLauncher(self.home, url, self.bin_dir, clock=self.clock)
+        launcher = InstanceLauncher(self.home, url, self.bin_dir, clock=self.clock,
+                                    credential=self.credentials.instance_token)
         return CloudContext(home=self.home, dir=self.dir, store=self.store, launcher=launcher,
                             images=self.images, artifacts=self.artifacts,
                             operations=self.operations, clock=self.clock)
@@ -93,13 +112,15 @@ class Supervisor:
     def serve(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
         self.server.daemon_threads = True
-        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        url = f"http://127.0.0.1:{self.port}"
         self.ctx = self._context(url)
         write_instance_tools(self.bin_dir)
         self.codedeploy = LocalCodeDeploy(self.ctx, self.stacks.get)
         self.recover()
-        (self.dir / "supervisor.json").write_text(json.dumps(
-            {"pid": os.getpid(), "url": url, "started_at": self.clock.now()}))
+        # The owner's token goes with the URL, readable by this user only (0600).
+        write_info(self.dir, {"pid": os.getpid(), "url": url, "started_at": self.clock.now(),
+                              "token": self.credentials.owner_token})
         log.info("supervisor.ready", url=url, pid=os.getpid())
         threading.Thread(target=self._tick, name="tick", daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
@@ -186,7 +207,7 @@ class Supervisor:
         return self.operations.start(kind, stack, fn)
 
     def create_stack(self, strategy: str, template: str, parameters: dict[str, str]) -> Operation:
-        name = f"etherpad-{strategy}"
+        name = f"etherpad-{names.strategy(strategy)}"
         existing = self.store.state.stacks.get(name)
         if existing and existing.status not in (StackStatus.DELETE_COMPLETE,
                                                 StackStatus.ROLLBACK_COMPLETE):
@@ -235,7 +256,14 @@ class Supervisor:
 
     def signal(self, payload: dict) -> dict:
         """cfn-signal from an instance: SUCCESS or FAILURE for the instance's resource."""
-        instance_id = payload.get("instance_id", "")
+        instance_id = names.instance_id(payload.get("instance_id"))
+        if payload.get("stack") is not None:
+            names.stack(payload["stack"])
+        if payload.get("resource") is not None:
+            names.logical_id(payload["resource"])
+        exit_code = payload.get("exit_code", 0)
+        if isinstance(exit_code, bool) or not isinstance(exit_code, int):
+            raise errors.UsageError("exit_code must be an integer")
         with self.store.lock:
             record = self.store.state.instances.get(instance_id)
             if record is None:
@@ -246,8 +274,7 @@ class Supervisor:
             if payload.get("resource") and payload["resource"] != record.group:
                 raise errors.NotFound(f"resource {payload['resource']} is not in stack "
                                       f"{record.stack}")
-            record.signal = (SignalStatus.SUCCESS if int(payload.get("exit_code", 0)) == 0
-                             else SignalStatus.FAILURE)
+            record.signal = (SignalStatus.SUCCESS if exit_code == 0 else SignalStatus.FAILURE)
             self.store.save()
         if stack:
             reason = f"Received {record.signal.value} signal with UniqueId {instance_id}"
@@ -260,9 +287,13 @@ class Supervisor:
                                  "SIGNAL_RECEIVED", reason)
         return {"ok": True}
 
-    def describe_target_health(self, arn: str, ids: list[str]) -> dict:
-        """elbv2 DescribeTargetHealth for a target group of a stack (by its physical id)."""
+    def describe_target_health(self, arn: str, ids: list[str],
+                               stack: str | None = None) -> dict:
+        """elbv2 DescribeTargetHealth for a target group of a stack (by its physical id);
+        with ``stack``, only that stack's target groups are looked at."""
         for runtime in self.stacks.values():
+            if stack is not None and runtime.record.name != stack:
+                continue
             model = runtime.model
             if runtime.lb is None or model is None:
                 continue
@@ -333,38 +364,110 @@ def write_instance_tools(bin_dir: Path) -> None:
         tool.chmod(0o755)
 
 
+class BadRequest(errors.UsageError):
+    """A request the API refuses before reading it: its status and whether to hang up."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def status_of(exc: errors.DeployerError) -> int:
+    if isinstance(exc, BadRequest):
+        return exc.status
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, errors.NotFound):
+        return 404
+    if isinstance(exc, errors.StateError):
+        return 409
+    return 400
+
+
 def make_handler(sup: Supervisor):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = REQUEST_TIMEOUT_S  # the socket's: a silent client frees its thread
 
         def log_message(self, *args) -> None:
             pass
 
-        def _send(self, status: int, payload: Any) -> None:
+        def _send(self, status: int, payload: Any, close: bool = False) -> None:
             body = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="deployer local cloud"')
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            try:
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client hung up first: nothing to tell it
+                self.close_connection = True
+
+        def _check_origin(self) -> None:
+            """Only this machine's own clients: no browser, no DNS rebinding."""
+            host = self.headers.get("Host", "")
+            if host not in (f"127.0.0.1:{sup.port}", f"localhost:{sup.port}"):
+                raise BadRequest(400, f"Host {host[:80]!r} is not this supervisor's")
+            # A browser says where a page came from; deployer's clients never do.
+            if self.headers.get("Origin") is not None or \
+                    self.headers.get("Sec-Fetch-Site") is not None:
+                raise Forbidden("the local cloud API does not answer browsers")
 
         def _body(self) -> dict:
-            length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length) or b"{}") if length else {}
+            if self.headers.get("Transfer-Encoding") is not None:
+                raise BadRequest(411, "send the body with a Content-Length, not chunked")
+            ctype = self.headers.get("Content-Type", "")
+            if ctype.split(";", 1)[0].strip().lower() != "application/json":
+                raise BadRequest(415, "the body must be JSON (Content-Type: application/json)")
+            length = self.headers.get("Content-Length")
+            if length is None:
+                raise BadRequest(411, "a POST needs a Content-Length")
+            if not length.isdigit() or len(length) > 18:
+                raise BadRequest(400, f"Content-Length {length[:20]!r} is not a size")
+            size = int(length)
+            if size > MAX_BODY:
+                raise BadRequest(413, f"the body is {size} bytes, more than {MAX_BODY}")
+            try:
+                data = self.rfile.read(size)
+            except TimeoutError:
+                raise BadRequest(408, "the body did not come in time") from None
+            if len(data) < size:
+                raise BadRequest(400, "the body ended before its Content-Length")
+            if not data:
+                return {}
+            try:
+                body = json.loads(data)
+            except (ValueError, RecursionError):
+                raise BadRequest(400, "the body is not JSON") from None
+            if not isinstance(body, dict):
+                raise BadRequest(400, "the body must be a JSON object")
+            return body
 
         def _dispatch(self, method: str) -> None:
-            path = self.path.split("?", 1)[0].strip("/").split("/")
+            url = urlsplit(self.path)
+            path = url.path.strip("/").split("/")
             try:
-                payload = route(sup, method, path, self._body() if method != "GET" else {},
-                                self.path)
+                self._check_origin()
+                caller = sup.credentials.caller(self.headers.get("Authorization"))
+                body = self._body() if method == "POST" else {}
+                payload = route(sup, caller, method, path, body, parse_qs(url.query))
                 self._send(200, payload)
+            except BadRequest as exc:
+                # The body may be unread: nothing more can be read from this connection.
+                self._send(exc.status, {"error": error_payload(exc)}, close=True)
             except errors.DeployerError as exc:
-                status = 404 if isinstance(exc, errors.NotFound) else 409 if isinstance(
-                    exc, errors.StateError) else 400
-                self._send(status, {"error": error_payload(exc)})
+                self._send(status_of(exc), {"error": error_payload(exc)},
+                           close=isinstance(exc, Unauthorized | Forbidden))
             except Exception as exc:
-                log.error("api.failed", path=self.path, reason=repr(exc))
-                self._send(500, {"error": error_payload(exc)})
+                log.exception("api.failed", path=url.path, reason=repr(exc))
+                self._send(500, {"error": internal_error(exc)}, close=True)
 
         def do_GET(self) -> None:
             self._dispatch("GET")
@@ -375,84 +478,120 @@ def make_handler(sup: Supervisor):
     return Handler
 
 
-def route(sup: Supervisor, method: str, path: list[str], body: dict, raw: str) -> Any:
+def _query(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def route_instance(sup: Supervisor, caller: Caller, method: str, path: list[str], body: dict,
+                   query: dict[str, list[str]]) -> Any:
+    """What an instance's credential allows: its own signal, its own stack's target health."""
+    assert caller.instance_id is not None
+    with sup.store.lock:
+        record = sup.store.state.instances.get(caller.instance_id)
+    if record is None:
+        raise Forbidden(f"instance {caller.instance_id} is not known to the local cloud")
+    match method, path:
+        case "POST", ["signal"]:
+            if body.get("instance_id", caller.instance_id) != caller.instance_id:
+                raise Forbidden(f"instance {caller.instance_id} may signal only for itself")
+            return sup.signal({**body, "instance_id": caller.instance_id})
+        case "GET", ["target-health"]:
+            return sup.describe_target_health(
+                names.target_group(_query(query, "arn") or ""),
+                [names.instance_id(i) for i in (_query(query, "ids") or "").split(",") if i],
+                stack=record.stack)
+        case "GET", ["health"]:
+            return {"ok": True}
+    raise Forbidden(f"an instance's credential does not allow {method} /{'/'.join(path)}",
+                    hint="only the local cloud's owner may")
+
+
+def route(sup: Supervisor, caller: Caller, method: str, path: list[str], body: dict,
+          query: dict[str, list[str]]) -> Any:
+    if not caller.owner:
+        return route_instance(sup, caller, method, path, body, query)
     match method, path:
         case "GET", ["health"]:
             return {"ok": True, "pid": os.getpid()}
         case "GET", ["state"]:
             return sup.view()
         case "GET", ["operations", op_id]:
-            op = sup.operations.get(op_id)
+            op = sup.operations.get(names.operation_id(op_id))
             if op is None:
                 raise errors.NotFound(f"operation {op_id} is not known")
-            after = int(raw.split("after=", 1)[1]) if "after=" in raw else 0
-            return op.view(after)
+            return op.view(names.counter(_query(query, "after")))
         case "GET", ["stacks", name, "events"]:
-            after = int(raw.split("after=", 1)[1]) if "after=" in raw else 0
-            record = sup.store.state.stacks.get(name)
+            after = names.counter(_query(query, "after"))
+            record = sup.store.state.stacks.get(names.stack(name))
             if record is None:
                 raise errors.NotFound(f"stack {name} does not exist")
             return [e.model_dump() for e in record.events if e.seq > after]
         case "GET", ["target-health"]:
-            from urllib.parse import parse_qs, urlsplit
-
-            query = parse_qs(urlsplit(raw).query)
-            return sup.describe_target_health(query.get("arn", [""])[0],
-                                              [i for i in query.get("ids", [""])[0].split(",")
-                                               if i])
+            return sup.describe_target_health(
+                names.target_group(_query(query, "arn") or ""),
+                [names.instance_id(i) for i in (_query(query, "ids") or "").split(",") if i])
         case "POST", ["stacks"]:
-            return sup.create_stack(body["strategy"], body["template"], body["parameters"]).view()
+            return sup.create_stack(
+                names.strategy(body.get("strategy")),
+                str(names.template_path(body.get("template"))),
+                names.string_map(body.get("parameters"), "parameter")).view()
         case "POST", ["stacks", name, "update"]:
-            return sup.update_stack(name, body["parameters"]).view()
+            return sup.update_stack(names.stack(name),
+                                    names.string_map(body.get("parameters"), "parameter")).view()
         case "POST", ["stacks", name, "delete"]:
-            return sup.delete_stack(name).view()
+            return sup.delete_stack(names.stack(name)).view()
         case "POST", ["signal"]:
             return sup.signal(body)
         case "POST", ["artifacts"]:
-            artifact = sup.artifacts.put(body["bucket"], body["key"], Path(body["path"]))
+            artifact = sup.artifacts.put(names.bucket(body.get("bucket")),
+                                         names.key(body.get("key")),
+                                         names.upload_path(body.get("path")))
             return artifact.model_dump()
         case "POST", ["deployments"]:
             if sup.codedeploy is None:
                 raise errors.CloudError("CodeDeploy is not available in this local cloud")
-            return sup.codedeploy.start_deployment(body).view()
+            return sup.codedeploy.start_deployment(names.deployment(body)).view()
         case "POST", ["images", "build"]:
-            return build_image_operation(sup.context, body).view()
+            return build_image_operation(sup.context, {
+                "template": str(names.template_path(body.get("template"))),
+                "variables": names.string_map(body.get("variables"), "variable",
+                                              names.VARIABLE)}).view()
         case "POST", ["images", "deregister"]:
-            return deregister_image(sup.context, body["image_id"])
+            return deregister_image(sup.context, names.image_id(body.get("image_id")))
         case "POST", ["shutdown"]:
             threading.Thread(target=sup.shutdown, kwargs={"stop_stacks": bool(
                 body.get("delete_stacks"))}).start()
             return {"ok": True}
-    raise errors.NotFound(f"no such API: {method} /{'/'.join(path)}")
+    raise errors.NotFound(f"no such API: {method} /{'/'.join(path)[:200]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="deployer-supervisor")
     parser.add_argument("--home", required=True)
-    args = parser.parse_args()
-    home = Path(args.home)
-    try:
-        check_home(home)
-        cloud_dir(home).mkdir(mode=0o700, parents=True, exist_ok=True)
-        # One supervisor per data dir: the lock is held for the process's whole life.
-        lock_file = open(open_lock_file(cloud_dir(home) / "supervisor.lock"), "w")
-    except (errors.DeployerError, ForeignFile) as exc:
-        print(f"deployer-supervisor: {exc}", file=sys.stderr)
-        sys.exit(1)
+    home = Path(parser.parse_args().home)
     logs.configure("json")
-    # A supervisor that is shutting down holds the lock for a moment: wait for the handover.
     clock = Clock()
-    deadline = clock.monotonic() + 30.0
-    while True:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if clock.monotonic() > deadline:
-                print("another supervisor is running for this data dir", file=sys.stderr)
-                sys.exit(0)
-            clock.sleep(0.1)
-    Supervisor(home, clock).serve()
+    try:
+        # One supervisor per data dir (checked first): the lock is held for the process's
+        # whole life. One shutting down holds it for a moment: wait for the handover.
+        lock_file = open(open_lock_file(cloud_dir(check_home(home)) / "supervisor.lock"), "w")
+        deadline = clock.monotonic() + 30.0
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock.monotonic() > deadline:
+                    print("another supervisor is running for this data dir", file=sys.stderr)
+                    sys.exit(0)
+                clock.sleep(0.1)
+        Supervisor(home, clock).serve()
+    except errors.DeployerError as exc:
+        # One line the client shows (it reads the log's last line): a corrupt state file,
+        # a key file or lock file someone else owns, a data dir others may write.
+        print(f"deployer-supervisor: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deployer.base.errors import DeployerError
 from deployer.report.floor import Floor, compute_floor, floor_config
-from deployer.report.release import ReleaseReport
+from deployer.report.release import ReleaseReport, Verdict
 from deployer.report.rollout import RunMeasures, Spread, measure
 
 # The book's qualitative comparison, in short: what each strategy is like to live with.
@@ -114,8 +114,13 @@ def _outcome(view: StrategyView) -> str:
     r = view.report
     if view.outcomes and sum(view.outcomes.values()) > 1:
         return ", ".join(f"{n}× {name.replace('_', ' ')}" for name, n in view.outcomes.items())
+    verdict = Verdict.of_report(r)
+    if verdict is Verdict.DATA_LOST:
+        return f"{r.outcome.replace('_', ' ')}, DATA LOST"
     text = r.outcome.replace("_", " ")
-    return text if r.zero_downtime else f"{text}, downtime"
+    if not r.zero_downtime:
+        return f"{text}, downtime"
+    return text if r.users_unaffected else f"{text}, editors affected"
 
 
 def measured_rows(views: list[StrategyView]) -> list[Row]:
@@ -159,6 +164,25 @@ def measured_rows(views: list[StrategyView]) -> list[Row]:
             return "—"
         return f"new from {_num(m.first_new_s, 's', 2)}, old until {_num(m.last_old_s, 's', 2)}"
 
+    def editors(fn):
+        return lambda v: "—" if v.report.editors is None else fn(v.report.editors)
+
+    def reconnects(e) -> str:
+        figures = e.reconnect_ms
+        text = f"{e.disconnects} disconnects"
+        if figures.p50 is not None:
+            text += f", p50 {figures.p50:.0f} / max {figures.max:.0f} ms"
+        return text + (f", {e.gave_up} gave up" if e.gave_up else "")
+
+    def data(fn):
+        return lambda v: "—" if v.report.data is None else fn(v.report.data)
+
+    def edits_lost(v: StrategyView) -> str:
+        d, e = v.report.data, v.report.editors
+        if d is None:
+            return "—"
+        return f"{d.edits_lost}" + (f" of {e.edits_acknowledged}" if e is not None else "")
+
     def created(v: StrategyView) -> str:
         spread = v.repeats.get("environment_s")
         if spread is not None and spread.n > 1 and v.environment_created_s is not None:
@@ -185,6 +209,12 @@ def measured_rows(views: list[StrategyView]) -> list[Row]:
         row("downtime windows", windows),
         row("longest gap between answers", lambda v: _cell(v, "longest_gap_ms",
                                                             v.measures.longest_gap_ms, "ms", 0)),
+        row("users unaffected", lambda v: "yes" if v.report.users_unaffected else "NO"),
+        row("editor interruption (longest)", editors(
+            lambda e: f"{e.interruption_ms:.0f} ms ({e.editors} editors on {e.pads} pads)")),
+        row("editor reconnects", editors(reconnects)),
+        row("edits lost (acknowledged)", edits_lost),
+        row("pads diverged", data(lambda d: f"{d.pads_diverged} of {d.pads_checked}")),
         row("cut-over (probe clock)", cutover),
         row("mixed-version window", lambda v: _cell(v, "mixed_window_ms",
                                                      v.measures.mixed_window_ms, "ms", 0)),

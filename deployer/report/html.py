@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deployer.report.compare_table import StrategyView, measured_rows, qualitative_rows
+from deployer.report.release import data_line, editors_line
 from deployer.report.rollout import LAUNCH_REASON, LIFECYCLE_RESOURCE
 
 WIDTH = 1240
@@ -29,6 +30,8 @@ FAILURE_COLOURS = {"refused": "#e15759", "reset": "#ff7f0e", "timeout": "#8b1a1a
 HTTP_FAILURE = "#c2185b"  # any http_5xx / 4xx answer
 STATE_COLOURS = {"initial": "#edc948", "healthy": "#59a14f", "unhealthy": "#e15759",
                  "draining": "#f28e2b", "unused": "#e6e6e6", "unavailable": "#bab0ac"}
+EDITOR_COLOURS = {"connected": "#59a14f", "reconnecting": "#f28e2b", "gone": "#e15759",
+                  "loading": "#edc948"}
 PHASE_COLOURS = {"environment": "#bab0ac", "prepare": "#76b7b2", "rollout": "#4e79a7",
                  "rollback": "#e15759", "verify": "#59a14f"}
 LIFECYCLE_COLOURS = {"BlockTraffic": "#f28e2b", "AllowTraffic": "#59a14f",
@@ -45,6 +48,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff;
          font-size: 12px; font-weight: 600; vertical-align: middle; }
 .succeeded { background: #2e7d32; } .downtime, .failed { background: #c62828; }
+.data_lost { background: #6a1b9a; }
 .rolled_back { background: #ef6c00; }
 table { border-collapse: collapse; margin: 6px 0 12px; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -72,11 +76,21 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _badge(outcome: str, zero_downtime: bool) -> str:
+def _badge(outcome: str, zero_downtime: bool, *, users_unaffected: bool = True,
+           data_lost: bool = False) -> str:
     key = outcome if (outcome != "succeeded" or zero_downtime) else "downtime"
     text = key.replace("_", " ") + ("" if zero_downtime else " · downtime"
                                     if key != "downtime" else "")
+    if data_lost and key != "data_lost":
+        key, text = "data_lost", text + " · data lost"
+    elif zero_downtime and not users_unaffected and outcome == "succeeded":
+        key, text = "downtime", "succeeded · editors affected"
     return f'<span class="badge {_e(key)}">{_e(text)}</span>'
+
+
+def _report_badge(r) -> str:
+    return _badge(r.outcome, r.zero_downtime, users_unaffected=r.users_unaffected,
+                  data_lost=r.data is not None and not r.data.ok)
 
 
 def _kv_table(rows: Iterable[tuple[str, object]]) -> str:
@@ -88,7 +102,7 @@ def _kv_table(rows: Iterable[tuple[str, object]]) -> str:
 def comparison_table(views: list[StrategyView]) -> str:
     names = [v.name for v in views]
     head = "<tr><th></th>" + "".join(
-        f"<th>{_e(v.name)} {_badge(v.report.outcome, v.report.zero_downtime)}</th>"
+        f"<th>{_e(v.name)} {_report_badge(v.report)}</th>"
         for v in views) + "</tr>"
     rows = [f'<tr><td class="label">{_e(label)}</td>'
             + "".join(f"<td>{_e(cells[n])}</td>" for n in names) + "</tr>"
@@ -298,6 +312,27 @@ def timeline_svg(view: StrategyView) -> str:
                              f"</title></text>")
         y += 30 if lifecycle else 24
 
+    # editors: a lane each (connected, reconnecting, gone), a mark per lost edit
+    for editor in r.editor_timeline:
+        name = f"{editor['editor']} · {editor['pad'].rsplit('-', 1)[-1]}"
+        lane_label(name, y + 7, title=f"editor {editor['editor']} on pad {editor['pad']}"
+                   + (f"; gave up: {editor['gave_up_reason']}" if editor.get("gave_up_reason")
+                      else ""))
+        for state, start, stop in editor["spans"]:
+            x0, x1 = axis.x(start), axis.x(stop)
+            if x1 - x0 <= 0:
+                continue
+            parts.append(f'<rect x="{x0}" y="{y}" width="{x1 - x0:.2f}" height="14" '
+                         f'fill="{EDITOR_COLOURS.get(state, "#999")}"><title>'
+                         f"{_e(editor['editor'])} {_e(state)} {start:.2f}–{stop:.2f} s"
+                         f"</title></rect>")
+        for mark, at in editor.get("lost", []):
+            x = axis.x(at)
+            parts.append(f'<text x="{x}" y="{y + 11}" text-anchor="middle" class="lost" '
+                         f'style="font-weight:700;fill:#b00020">✕<title>lost edit {_e(mark)}, '
+                         f"acknowledged at {at:.2f} s</title></text>")
+        y += 18
+
     # other cloud events (stack, deployment, image)
     if other:
         lane_label("cloud events", y + 8)
@@ -385,9 +420,13 @@ def _legends(views: list[StrategyView]) -> str:
     states = [(f"target {s}", c) for s, c in STATE_COLOURS.items() if s != "unavailable"]
     phases = [(f"phase {p}", c) for p, c in PHASE_COLOURS.items()]
     lifecycle = [(f"CodeDeploy {n}", c) for n, c in LIFECYCLE_COLOURS.items()]
+    editors = [(f"editor {s}", c) for s, c in EDITOR_COLOURS.items() if s != "loading"]
     return (_legend(items) + _legend(states) + _legend(phases)
             + (_legend(lifecycle) if any(v.measures.in_place_s is not None for v in views)
                else "")
+            + (_legend(editors) + '<div class="legend"><span style="color:#b00020">✕ lost '
+               "edit (an acknowledged edit not in the pad afterwards)</span></div>"
+               if any(v.report.editor_timeline for v in views) else "")
             + '<div class="legend"><span>▲ launch</span><span>✓ cfn-signal</span>'
               "<span>✕ terminate</span><span>● cloud event</span>"
               '<span style="color:#c62828">▼ downtime window</span></div>')
@@ -396,7 +435,7 @@ def _legends(views: list[StrategyView]) -> str:
 def strategy_section(view: StrategyView) -> str:
     r, m, f = view.report, view.measures, view.floor
     head = (f'<section class="strategy"><h2>{_e(r.strategy)} '
-            f"{_badge(r.outcome, r.zero_downtime)}</h2>")
+            f"{_report_badge(r)}</h2>")
     line = (f"{_e(r.from_release)} → {_e(r.release)} · release {m.release_s:.1f} s "
             f"(prepare {m.phases.get('prepare', 0):.1f} s + roll out "
             f"{m.phases.get('rollout', 0):.1f} s)")
@@ -404,6 +443,12 @@ def strategy_section(view: StrategyView) -> str:
         line += f" · floor {f.floor_s:.1f} s, actual / floor {f.ratio_to_floor:.2f}×"
     line += (f" · {m.failed_probes} of {m.probes} probes failed · run {r.run_id}")
     body = [head, f'<p class="sub">{line}</p>']
+    if r.editors is not None:
+        body.append(f'<p class="sub">editors: {_e(editors_line(r.editors))}</p>')
+    if r.data is not None:
+        cls = "sub" if r.data.ok else "note"
+        body.append(f'<p class="{cls}">data check: {_e(data_line(r.data))}</p>')
+        body += [f'<p class="note">{_e(d)}</p>' for d in r.data.details[:10]]
     if r.error:
         body.append(f'<p class="note">{_e(r.error)}</p>')
     if f is not None and f.notes:
@@ -501,7 +546,7 @@ def render_release(report, *, machine: dict | None = None,
     """
     view = StrategyView.from_report(report, stack_template)
     r = report
-    subtitle = (f"{_badge(r.outcome, r.zero_downtime)} {_e(r.from_release)} → {_e(r.release)} "
+    subtitle = (f"{_report_badge(r)} {_e(r.from_release)} → {_e(r.release)} "
                 f"via {_e(r.strategy)} on {_e(r.target)} · {r.total_seconds:.1f} s")
     settings = [("release", r.release), ("from release", r.from_release),
                 ("strategy", r.strategy), ("target", r.target), ("load balancer", r.url),

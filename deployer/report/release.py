@@ -10,10 +10,12 @@ from xml.etree import ElementTree as ET
 
 from pydantic import BaseModel, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from deployer.base.errors import ExitStatus
 from deployer.measure.analysis import ProbeAnalysis
+from deployer.measure.editors.models import DataReport, EditorsSummary
 
 
 class Outcome(StrEnum):
@@ -25,18 +27,30 @@ class Outcome(StrEnum):
 
 
 class Verdict(StrEnum):
-    """An outcome with the poller's word on it: what ``release`` and ``compare`` exit with."""
+    """An outcome with the instruments' word on it: what ``release`` and ``compare`` exit
+    with."""
 
-    SUCCEEDED = "succeeded"  # and zero downtime
-    DOWNTIME = "downtime"  # the release succeeded, but a probe failed
+    SUCCEEDED = "succeeded"  # and users unaffected
+    DOWNTIME = "downtime"  # the release succeeded, but a probe failed or an editor gave up
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    DATA_LOST = "data_lost"  # whatever else happened: an acknowledged edit lost, a pad diverged
 
     @classmethod
-    def of(cls, outcome: Outcome | str, zero_downtime: bool) -> Verdict:
+    def of(cls, outcome: Outcome | str, zero_downtime: bool, *, editors_gave_up: int = 0,
+           data_lost: bool = False) -> Verdict:
+        if data_lost:
+            return cls.DATA_LOST
         if outcome == Outcome.SUCCEEDED:
-            return cls.SUCCEEDED if zero_downtime else cls.DOWNTIME
+            return cls.SUCCEEDED if zero_downtime and not editors_gave_up else cls.DOWNTIME
         return cls(outcome)
+
+    @classmethod
+    def of_report(cls, report: ReleaseReport) -> Verdict:
+        """A release report's verdict: its outcome, the poller, the editors, the data."""
+        return cls.of(report.outcome, report.zero_downtime,
+                      editors_gave_up=report.editors.gave_up if report.editors else 0,
+                      data_lost=report.data is not None and not report.data.ok)
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -45,7 +59,8 @@ class Verdict(StrEnum):
 
 
 _EXIT_STATUS = {Verdict.SUCCEEDED: ExitStatus.SUCCESS, Verdict.DOWNTIME: ExitStatus.DOWNTIME,
-                Verdict.ROLLED_BACK: ExitStatus.ROLLED_BACK, Verdict.FAILED: ExitStatus.ERROR}
+                Verdict.ROLLED_BACK: ExitStatus.ROLLED_BACK, Verdict.FAILED: ExitStatus.ERROR,
+                Verdict.DATA_LOST: ExitStatus.DATA_LOST}
 
 
 class PhaseTiming(BaseModel):
@@ -76,6 +91,43 @@ class ReleaseReport(ProbeAnalysis):
     timeline: list[list] = Field(default_factory=list)
     target_health: list[dict] = Field(default_factory=list)
     events: list[dict] = Field(default_factory=list)
+    # What editors lived through (None: no editors) and what the data check found (None:
+    # not run); users_unaffected: no failed probe, no lost edit, no diverged pad, no editor
+    # who gave up. editor_timeline: per editor {editor, pad, spans [[state, start_s, end_s]],
+    # lost [[mark, acknowledged_at_s]], gave_up_reason}, times on the probe clock.
+    editors: EditorsSummary | None = None
+    data: DataReport | None = None
+    users_unaffected: bool = True
+    editor_timeline: list[dict] = Field(default_factory=list)
+
+    def judge_users(self) -> None:
+        """Set ``users_unaffected`` from the poller, the editors and the data check."""
+        self.users_unaffected = (self.zero_downtime
+                                 and (self.editors is None or self.editors.gave_up == 0)
+                                 and (self.data is None or self.data.ok))
+
+
+def data_line(data: DataReport) -> str:
+    """The data check in one line: what a user would want named first."""
+    parts = [f"{data.pads_intact} of {data.pads_checked} pads intact"]
+    if data.edits_lost:
+        marks = [f"{pad}: {', '.join(m)}" for pad, m in data.lost_marks.items() if m]
+        parts.append(f"{data.edits_lost} acknowledged edits lost ({'; '.join(marks)})")
+    if data.pads_diverged:
+        parts.append(f"{data.pads_diverged} diverged ({', '.join(data.diverged_pads)})")
+    if data.damaged_pads:
+        parts.append(f"damaged: {', '.join(data.damaged_pads)}")
+    return ", ".join(parts)
+
+
+def editors_line(e: EditorsSummary) -> str:
+    """The editors in one line."""
+    p99 = e.reconnect_ms.p99
+    return (f"{e.editors} editors on {e.pads} pads: {e.disconnects} disconnects, "
+            f"{e.gave_up} gave up, longest interruption {e.interruption_ms:.0f} ms"
+            + (f", reconnect p99 {p99:.0f} ms" if p99 is not None else "")
+            + f"; {e.edits_acknowledged} of {e.edits_typed} edits acknowledged, "
+              f"{e.edits_lost} lost")
 
 
 def write_json(report: BaseModel, path: Path) -> None:
@@ -115,6 +167,15 @@ def junit_xml(reports: Sequence[ProbeAnalysis], *, budget_s: float | None = None
                                       f"{report.release}" + (f": {report.error}"
                                                               if report.error else ""))
             _case(suite, classname, "release_served", report.total_seconds, served)
+            if report.editors is not None:
+                gave_up = (f"{report.editors.gave_up} of {report.editors.editors} editors gave "
+                           f"up (their reconnects ran out: the user must reload)\n"
+                           + editors_line(report.editors)) if report.editors.gave_up else None
+                _case(suite, classname, "editors_unaffected", report.duration_s, gave_up)
+            if report.data is not None:
+                lost = None if report.data.ok else "\n".join(
+                    [data_line(report.data), *report.data.details])
+                _case(suite, classname, "data_intact", report.duration_s, lost)
             if budget_s is not None:
                 over = (f"took {report.total_seconds:.1f}s, budget {budget_s:.1f}s"
                         if report.total_seconds > budget_s else None)
@@ -171,3 +232,37 @@ def print_release_table(r: ReleaseReport, console: Console) -> None:
     table.add_row("[bold]total[/]", f"[bold]{r.total_seconds:.1f}[/]")
     console.print(table)
     print_probe_table(r, console)
+    if r.editors is not None:
+        print_editors_table(r.editors, console)
+    if r.data is not None:
+        colour = "green" if r.data.ok else "red"
+        console.print(f"data check: [{colour}]{escape(data_line(r.data))}[/]", soft_wrap=True)
+        for detail in r.data.details[:10]:
+            console.print(f"  {escape(detail)}", soft_wrap=True)
+    if r.editors is not None or r.data is not None:
+        verdict = ("[green]users unaffected[/]" if r.users_unaffected
+                   else "[red]USERS AFFECTED[/]")
+        console.print(f"{verdict} (visitors: {r.probes.failed} failed probes; editors: "
+                      f"{r.editors.gave_up if r.editors else 0} gave up; data: "
+                      f"{r.data.edits_lost if r.data else 0} edits lost, "
+                      f"{r.data.pads_diverged if r.data else 0} pads diverged)", soft_wrap=True)
+
+
+def print_editors_table(e: EditorsSummary, console: Console) -> None:
+    table = Table(title="editors")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("editors / pads / sessions", f"{e.editors} / {e.pads} / {e.sessions}")
+    table.add_row("disconnects", str(e.disconnects))
+    figures = e.reconnect_ms
+    table.add_row("reconnect p50 / p99 / max", " / ".join(
+        "-" if v is None else f"{v:.0f} ms" for v in (figures.p50, figures.p99, figures.max)))
+    table.add_row("gave up (must reload)", ("[red]" if e.gave_up else "") + str(e.gave_up))
+    table.add_row("edits typed / acknowledged / lost",
+                  f"{e.edits_typed} / {e.edits_acknowledged} / "
+                  + ("[red]" if e.edits_lost else "") + str(e.edits_lost))
+    table.add_row("longest interruption", f"{e.interruption_ms:.0f} ms")
+    for w in e.windows[:10]:
+        table.add_row(f"  {w.start_s:.2f}s → {w.end_s:.2f}s",
+                      f"{(w.end_s - w.start_s) * 1000:.0f} ms, {w.editors} editors")
+    console.print(table)

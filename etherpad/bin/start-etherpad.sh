@@ -35,7 +35,7 @@
 #                         pad traffic (default: ETHERPAD_IP:ETHERPAD_PORT; when listening on
 #                         0.0.0.0, the instance's private IP from IMDSv2, at ETHERPAD_IMDS_URL
 #                         http://169.254.169.254)
-#   ETHERPAD_LOGLEVEL (INFO)  ETHERPAD_TITLE (Etherpad)  ETHERPAD_TRUST_PROXY (false)
+#   ETHERPAD_LOGLEVEL (INFO)  ETHERPAD_TITLE (Etherpad)  ETHERPAD_TRUST_PROXY (true: behind a load balancer)
 #   ETHERPAD_LOG          node's output in background mode          $ETHERPAD_HOME/var/etherpad.log
 #   NODE_ENV              production
 #

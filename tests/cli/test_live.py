@@ -70,3 +70,14 @@ def test_a_new_run_starts_the_counts_again():
     view.probe(Probe(0, 0, 0, "refused", 1.0))
     view.run_started("run-2", "packer", "1.8.18", "1.8.17")
     assert "0 ok, 0 failed" in text_of(view)
+
+
+def test_live_view_counts_editors_connected_reconnecting_and_gone():
+    view = LiveView(Console(file=io.StringIO()), OneEnvironment())
+    view.run_started("run-1", "packer", "1.8.18", "1.8.17")
+    assert "editors:" not in text_of(view)  # --editors 0: no line
+    counts = {"connected": 4, "reconnecting": 1, "gone": 1}
+    view.editors_started(lambda: dict(counts))
+    assert "editors: 4 connected, 1 reconnecting, 1 gone" in text_of(view)
+    counts.update(connected=6, reconnecting=0, gone=0, loading=0)
+    assert "editors: 6 connected, 0 reconnecting, 0 gone" in text_of(view)

@@ -66,10 +66,10 @@ def test_images_list_and_prune_on_the_local_cloud(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("DEPLOYER_HOME", str(home))
     state = CloudState()
     for n in (1, 2, 3):
-        root = home / "images" / f"ami-{n}" / "root"
+        root = home / "images" / f"ami-0000000{n}" / "root"
         (root / "opt").mkdir(parents=True)
-        state.images[f"ami-{n}"] = ImageRecord(
-            image_id=f"ami-{n}", name=f"etherpad-1.8.{n}", root=str(root), size_bytes=n * 10**6,
+        state.images[f"ami-0000000{n}"] = ImageRecord(
+            image_id=f"ami-0000000{n}", name=f"etherpad-1.8.{n}", root=str(root), size_bytes=n * 10**6,
             created_at=1000.0 + n, tags={"Application": "etherpad", "Release": f"1.8.{n}"})
     cloud_dir(home).mkdir(parents=True)
     (cloud_dir(home) / "state.json").write_text(state.model_dump_json())
@@ -77,15 +77,15 @@ def test_images_list_and_prune_on_the_local_cloud(tmp_path, monkeypatch, capsys)
         with pytest.raises(SystemExit) as exited:
             main(["images", "list"])
         out = capsys.readouterr().out
-        assert exited.value.code == 0 and "ami-3" in out and "1.8.1" in out and "3 MB" in out
+        assert exited.value.code == 0 and "ami-00000003" in out and "1.8.1" in out and "3 MB" in out
         with pytest.raises(SystemExit) as exited:
             main(["images", "prune", "--keep", "1"])
         out = capsys.readouterr().out
         assert exited.value.code == 0, out
-        assert "deregistered ami-1" in out and "deregistered ami-2" in out
+        assert "deregistered ami-00000001" in out and "deregistered ami-00000002" in out
         assert "1 newest kept, 0 in use kept, 2 deregistered" in out
-        assert [i.image_id for i in LocalCloud(home).list_images()] == ["ami-3"]
-        assert not (home / "images" / "ami-1").exists() and (home / "images" / "ami-3").exists()
+        assert [i.image_id for i in LocalCloud(home).list_images()] == ["ami-00000003"]
+        assert not (home / "images" / "ami-00000001").exists() and (home / "images" / "ami-00000003").exists()
     finally:
         LocalCloud(home).stop_supervisor()
         import structlog

@@ -36,7 +36,7 @@ def test_deployer_killed_mid_rollout_the_cloud_finishes_and_the_next_release_wor
                       "probe")
     cli.run("up", "--strategy", "fixture", "--version", "1.0", check=True)
     watch = Watch(cli.environment()["url"])
-    run = cli.start("release", "2.0", "--strategy", "fixture")
+    run = cli.start("release", "2.0", "--strategy", "fixture", "--editors", "0")
     wait_for(lambda: stack_status(home) == "UPDATE_IN_PROGRESS", 60, step=0.05,
              what="the stack update to start")
     os.kill(run.pid, signal.SIGKILL)
@@ -54,7 +54,7 @@ def test_deployer_killed_mid_rollout_the_cloud_finishes_and_the_next_release_wor
     assert stale.pid == run.pid  # the killed run's record, but no longer its lock
 
     report_file = tmp_path / "release.json"
-    again = cli.run("release", "3.0", "--strategy", "fixture", "--json", str(report_file))
+    again = cli.run("release", "3.0", "--strategy", "fixture", "--editors", "0", "--json", str(report_file))
     analysis = watch.stop()
     drill.probes(analysis)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -80,7 +80,7 @@ def test_two_releases_at_once_the_second_is_refused_naming_the_first(cli: Cli, h
                       "probe")
     cli.run("up", "--strategy", "fixture", "--version", "1.0", check=True)
     watch = Watch(cli.environment()["url"])
-    first = cli.start("release", "2.0", "--strategy", "fixture")
+    first = cli.start("release", "2.0", "--strategy", "fixture", "--editors", "0")
 
     def owner() -> LockOwner | None:
         try:
@@ -90,7 +90,7 @@ def test_two_releases_at_once_the_second_is_refused_naming_the_first(cli: Cli, h
         return found if found.pid == first.pid else None
 
     wait_for(owner, 30, step=0.05, what="the first release to take the lock")
-    second = cli.run("release", "3.0", "--strategy", "fixture")
+    second = cli.run("release", "3.0", "--strategy", "fixture", "--editors", "0")
     down = cli.run("down", "--strategy", "fixture")
     # The supervisor's own guard stays: one operation per stack, whoever asks.
     wait_for(lambda: stack_status(home) == "UPDATE_IN_PROGRESS", 60, step=0.05,

@@ -40,11 +40,11 @@ def test_no_secret_in_any_output_of_a_full_release(cli: Cli, home: Path, tmp_pat
     outputs: dict[str, str] = {}
     for name, args in {
         "up": ("up", "--strategy", "fixture", "--version", "1.0"),
-        "release": ("release", "2.0", "--strategy", "fixture", "--json", str(report),
+        "release": ("release", "2.0", "--strategy", "fixture", "--editors", "0", "--json", str(report),
                     "--junit", str(junit)),
         "status --json": ("status", "--json"),
         "status": ("status",),
-        "release --verbose": ("--verbose", "release", "3.0", "--strategy", "fixture"),
+        "release --verbose": ("--verbose", "release", "3.0", "--strategy", "fixture", "--editors", "0"),
     }.items():
         result = cli.run(*args, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -60,6 +60,16 @@ def test_no_secret_in_any_output_of_a_full_release(cli: Cli, home: Path, tmp_pat
               "generated secret": json.loads(stored.secrets["DatabaseSecret"])["password"],
               "Etherpad API key": stored.secrets["ETHERPAD_APIKEY"],
               "session key": stored.secrets["ETHERPAD_SESSIONKEY"]}
+    # The local cloud's own credentials: its owner's API token and an instance's.
+    info = cloud.supervisor_info()
+    assert info is not None
+    wanted["local cloud API token"] = info["token"]
+    view = cloud.describe_environment("fixture")
+    assert view is not None and view.instances
+    environ = Path(f"/proc/{view.instances[0].pid}/environ").read_bytes().split(b"\0")
+    wanted["instance credential"] = next(
+        e.split(b"=", 1)[1].decode() for e in environ
+        if e.startswith(b"DEPLOYER_INSTANCE_TOKEN="))
     assert wanted["database password"] == wanted["generated secret"]
     assert all(len(value) >= 16 for value in wanted.values()), "a weak or empty secret"
     assert processes_with(f"APP_TOKEN={token}".encode()), "the app never got its token"

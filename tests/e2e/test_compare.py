@@ -18,6 +18,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.e2e.conftest import GOOD, NEXT
+from tests.e2e.test_release import editors_were_unaffected
 from tests.report.test_html import EXTERNAL
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,7 @@ def test_compare_releases_through_each_strategy(mirror, home, tmp_path):
         assert entry["zero_downtime"] is True and entry["probes"]["failed"] == 0
         assert entry["served_versions"] == [NEXT]
         assert [v["version"] for v in entry["versions"]] == [GOOD, NEXT]
+        editors_were_unaffected(entry)
         assert entry["measures"]["environment_created"] is True
         assert entry["measures"]["boot_to_healthy"], "no instance turned healthy in the rollout"
         floor = entry["floor"]
@@ -74,6 +76,10 @@ def test_compare_releases_through_each_strategy(mirror, home, tmp_path):
     assert strategies["cloudformation"]["measures"]["storage_bytes"] == 0
     assert [r["role"] for r in report["runs"]] == ["measured"] * len(STRATEGIES)
     assert report["summary"]["outcome"] == "succeeded"
+    assert report["summary"]["users_unaffected"] is True
+    for name, row in report["summary"]["per_strategy"].items():
+        assert row["edits_lost"] == 0 and row["pads_diverged"] == 0, (name, row)
+        assert row["editor_interruption_ms"] is not None
     assert sorted(report["summary"]["ranking"]) == sorted(STRATEGIES)
 
     suites = ET.parse(junit_file).getroot().findall("testsuite")
@@ -84,6 +90,8 @@ def test_compare_releases_through_each_strategy(mirror, home, tmp_path):
     assert page.count('<section class="strategy">') == len(STRATEGIES)
     assert not EXTERNAL.search(page)  # opens offline: nothing to fetch
     assert result.stdout.count("deployment speed") == 1  # the table, book rows included
+    assert "editor interruption" in result.stdout and "edits lost" in result.stdout
+    assert page.count("editor connected") == 1  # the editors' lanes have their legend
 
     history = json.loads(deployer(home, "history", "--json").stdout)
     kinds = [(r["kind"], r["strategy"]) for r in history["runs"]]

@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.conftest import BROKEN, GOOD, NEXT
 from tests.helpers import etherpad_api
+from tests.support.browser import CHROMIUM, READY, pad_dom
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,11 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     etherpad_api(url, home, "createPad", padID=pad, text=PAD_TEXT)
     written = etherpad_api(url, home, "getText", padID=pad)["text"]
     assert written.startswith(PAD_TEXT)  # Etherpad keeps a final newline of its own
+    if strategy == "codedeploy" and CHROMIUM is not None:
+        # Two instances behind a round-robin load balancer in steady state: a real browser
+        # opens the pad and reaches the ready editor, not "Loading..." (the pad lease).
+        dom = pad_dom(f"{url.rstrip('/')}/p/{pad}")
+        assert READY.search(dom), dom[-2000:]
 
     report_file = tmp_path / "release.json"
     junit_file = tmp_path / "release.xml"
@@ -82,8 +88,10 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     assert report["from_release"] == GOOD
     assert [p["name"] for p in report["phases"]][:2] == ["environment", "prepare"]
     assert report["total_seconds"] > 0
-    assert 'failures="0"' in junit_file.read_text()
+    junit = junit_file.read_text()
+    assert 'failures="0"' in junit and 'name="data_intact"' in junit
     assert etherpad_api(url, home, "getText", padID=pad)["text"] == written
+    editors_were_unaffected(report)
 
     result = deployer(home, "release", BROKEN, "--strategy", strategy, "--source", source,
                       "--json", str(report_file), check=False)
@@ -93,4 +101,21 @@ def test_release_rolls_out_with_zero_downtime_and_rolls_back_a_broken_one(
     assert report["zero_downtime"] is True, report["downtime_windows"]
     assert report["served_versions"] == [NEXT]
     assert etherpad_api(url, home, "getText", padID=pad)["text"] == written
+    # A rollback costs editors no edit either (the broken release never took a pad).
+    assert report["data"]["edits_lost"] == 0 and report["data"]["pads_diverged"] == 0
+    assert report["editors"]["gave_up"] == 0, report["editor_timeline"]
     deployer(home, "down", "--strategy", strategy)
+
+
+def editors_were_unaffected(report: dict) -> None:
+    """Six editors typed on three pads through the whole release: every acknowledged edit is
+    in its pad, every seeded pad intact, the instances agree, nobody had to reload."""
+    editors, data = report["editors"], report["data"]
+    assert (editors["editors"], editors["pads"]) == (6, 3)
+    assert editors["gave_up"] == 0, report["editor_timeline"]
+    assert editors["edits_acknowledged"] > 6 * 5, editors  # at least 5 s of typing each
+    assert editors["edits_lost"] == 0 and data["edits_lost"] == 0, data
+    assert data["pads_checked"] == 3 and data["pads_intact"] == 3, data
+    assert data["pads_diverged"] == 0, data
+    assert report["users_unaffected"] is True
+    assert len(report["editor_timeline"]) == 6

@@ -286,7 +286,9 @@ def test_the_supervisor_pid_is_trusted_only_when_it_is_our_supervisor(tmp_path):
     ours = subprocess.Popen(looks_like, cwd="/", start_new_session=True)
     try:
         def trusted(pid: int) -> bool:
-            info_file.write_text(json.dumps({"pid": pid, "url": "http://127.0.0.1:9/"}))
+            info_file.write_text(json.dumps({"pid": pid, "url": "http://127.0.0.1:9/",
+                                             "token": "t0ken"}))
+            info_file.chmod(0o600)
             return LocalCloud(home).supervisor_info() is not None
 
         assert not trusted(os.getpid())  # alive, ours, but no supervisor (a reused pid)
@@ -369,5 +371,5 @@ def test_the_supervisor_refuses_a_lock_file_of_another_user(tmp_path):
     result = subprocess.run([sys.executable, "-m", "deployer.localcloud.supervisor", "--home",
                              str(home)], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"deployer-supervisor: {lock} belongs to uid " \
+    assert result.stderr.strip() == f"deployer-supervisor: error: {lock} belongs to uid " \
                                     f"{NOBODY.pw_uid}"

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from deployer.base import logs
@@ -114,10 +114,14 @@ class InstanceLauncher:
     """Starts and stops instance processes. Pure mechanism: the Auto Scaling group decides."""
 
     def __init__(self, home: Path, control_url: str, bin_dir: Path,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 credential: Callable[[str], str] | None = None) -> None:
         self.clock = clock or Clock()
         self.home = home
         self.control_url = control_url
+        # An instance's own credential for the supervisor's API: it allows the instance's
+        # signal and its stack's target health, nothing else (deployer.localcloud.access).
+        self.credential = credential
         self.bin_dir = bin_dir
         self._children: dict[str, subprocess.Popen] = {}
 
@@ -147,6 +151,8 @@ class InstanceLauncher:
             "ETHERPAD_PORT": str(record.port),
             "ETHERPAD_IP": "127.0.0.1",
             "DEPLOYER_CONTROL_URL": self.control_url,
+            "DEPLOYER_INSTANCE_TOKEN": self.credential(record.instance_id)
+            if self.credential else "",
             "TMPDIR": f"{root}/tmp",
             # Where the deployer's etherpad/ scripts are; on EC2 user data fetches them.
             "DEPLOYER_ASSETS": str(asset_path("etherpad")),

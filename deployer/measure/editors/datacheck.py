@@ -92,6 +92,34 @@ class EtherpadApi:
         return (data or {}).get("text", "")
 
 
+def export_text(url: str, pad: str, *, timeout_s: float = 10.0,
+                sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """A pad's text as any visitor can read it (``/p/<pad>/export/txt``), for a cloud that
+    does not share its API key; None when the pad does not exist (404)."""
+    base = url if url.endswith("/") else url + "/"
+    address = f"{base}p/{urllib.parse.quote(pad, safe='')}/export/txt"
+    last: Exception | None = None
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            sleep(0.5 * attempt)
+        try:
+            with urllib.request.urlopen(address, timeout=timeout_s) as response:
+                text = response.read().decode("utf-8")
+            # The export ends with the pad's final newline, which getText also returns.
+            return text
+        except urllib.error.HTTPError as exc:
+            last = exc
+            if exc.code == 404:
+                return None
+            if exc.code < 500:
+                raise CloudError(f"export of pad {pad} at {base}: HTTP {exc.code}",
+                                 hint="is this an Etherpad URL?") from exc
+        except (OSError, ValueError) as exc:
+            last = exc
+    raise CloudError(f"export of pad {pad} at {base} failed: {last}",
+                     hint="is the Etherpad behind it running?") from last
+
+
 class _ApiAnswer(Exception):
     """Etherpad answered with a non-zero code (not the API key's)."""
 
@@ -154,15 +182,26 @@ class DataCheck:
     own endpoint), when given to :meth:`verify`, are read too, so a split shows.
     """
 
-    def __init__(self, url: str, api_key: str, *, tag: str = "seed",
+    def __init__(self, url: str, api_key: str | None, *, tag: str = "seed",
                  api: Callable[[str], EtherpadApi] | None = None) -> None:
-        self._api = api or (lambda base: EtherpadApi(base, api_key))
+        self._api = api or (lambda base: EtherpadApi(base, api_key or ""))
+        # Without the instances' API key nothing can be seeded, and pads are read as any
+        # visitor reads them (their text export): acknowledged edits are still checked.
+        self.can_seed = api is not None or api_key is not None
         self.url = url
         self.tag = tag
         self.seeded: dict[str, str] = {}
 
+    def _reader(self, base: str) -> PadReader:
+        if self.can_seed:
+            return self._api(base).text
+        return lambda pad: export_text(base, pad)
+
     def seed(self, pads: Sequence[str]) -> dict[str, str]:
-        """Create ``pads`` with known text (through the load balancer); returns pad -> text."""
+        """Create ``pads`` with known text (through the load balancer); returns pad -> text.
+        Seeds nothing without the API key."""
+        if not self.can_seed:
+            return {}
         api = self._api(self.url)
         for pad in pads:
             text = seed_text(pad, self.tag)
@@ -172,9 +211,9 @@ class DataCheck:
 
     def verify(self, acknowledged: Mapping[str, Sequence[str]] | None = None,
                instance_urls: Mapping[str, str] | None = None) -> DataReport:
-        readers: dict[str, PadReader] = {"load balancer": self._api(self.url).text}
+        readers: dict[str, PadReader] = {"load balancer": self._reader(self.url)}
         for name, url in (instance_urls or {}).items():
-            readers[name] = self._api(url).text
+            readers[name] = self._reader(url)
         acknowledged = acknowledged or {}
         seen = {pad: {name: read(pad) for name, read in readers.items()}
                 for pad in sorted(set(self.seeded) | set(acknowledged))}

@@ -39,6 +39,7 @@ class EditorRecord(BaseModel):
     gave_up_reason: str | None = None
     typed: list[str] = Field(default_factory=list)
     acknowledged: list[str] = Field(default_factory=list)
+    acknowledged_at: dict[str, float] = Field(default_factory=dict)  # mark -> its ACCEPT_COMMIT
     unsent: list[str] = Field(default_factory=list)
     timeline: list[Span] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

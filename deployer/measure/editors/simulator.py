@@ -8,6 +8,7 @@ each editor's account is :func:`build_records`, plain and testable with made-up 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from deployer.base import logs
 from deployer.base.errors import StateError
@@ -79,6 +81,7 @@ class _Account:
             record.typed.append(fields["mark"])
         elif ev == "ack":
             record.acknowledged.extend(fields["marks"])
+            record.acknowledged_at.update((mark, at) for mark in fields["marks"])
         elif ev == "stopped":
             record.unsent = list(fields.get("unsent", []))
             self.stopped = True
@@ -99,6 +102,23 @@ class _Account:
         spans = [span for span in self.spans if span.state != LOADING]
         spans.append(Span(state=state, start_s=self.since, end_s=max(at, self.since)))
         return self.record.model_copy(update={"timeline": spans})
+
+
+def source_addresses(url: str, editors: int) -> list[str]:
+    """An address of its own for each editor when the load balancer is on loopback: users
+    come from addresses of their own and Etherpad limits messages per address
+    (``commitRateLimiting``), so editors sharing one address would be rate-limited together
+    where users are not. Every 127/8 address is this machine. Elsewhere (a real load balancer)
+    they all come from this machine's one address: none."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+        loopback = address.version == 4 and address.is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        return []
+    return [f"127.77.{n // 250}.{n % 250 + 2}" for n in range(editors)]
 
 
 def build_records(assignments: Sequence[tuple[str, str]], events: Iterable[dict],
@@ -153,9 +173,12 @@ class EditorsSimulator:
         if self._process is not None:
             raise StateError("the editors were already started", hint="create a new simulator")
         modules = self.modules or driver.ensure_driver()
+        addresses = source_addresses(self.url, len(self.assignments))
         config = {"url": self.url, "interval_ms": round(self.type_interval_s * 1000),
                   "tag": self.tag,
-                  "editors": [{"id": editor, "pad": pad} for editor, pad in self.assignments]}
+                  "editors": [{"id": editor, "pad": pad,
+                               **({"local_address": addresses[n]} if addresses else {})}
+                              for n, (editor, pad) in enumerate(self.assignments)]}
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self._process = driver.launch(config, modules)

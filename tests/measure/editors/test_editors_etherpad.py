@@ -121,9 +121,8 @@ def test_editors_reconnect_to_the_instance_that_takes_over(etherpads, load_balan
         load_balancer.deregister("i-old")
         load_balancer.register("i-new", new.port)
 
-    # Four editors typing every 2 s: their reconnect burst (CLIENT_READY and the resent change
-    # each) stays under Etherpad's commit rate limit of 10 messages a second per address,
-    # which all simulated editors share.
+    # Four editors typing every 2 s, each from an address of its own (as users come from
+    # theirs; Etherpad limits commits to 10 messages a second per address).
     sim, check, records, ready = run_editors(load_balancer.url, driver_modules, seconds=12,
                                              during=cut_over, editors=4, pads=2,
                                              type_interval_s=2.0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from deployer.base.errors import StateError, UsageError
 from deployer.measure.editors import EditorsSimulator, Window, build_records, summarize
 from deployer.measure.editors.models import percentile
+from deployer.measure.editors.simulator import source_addresses
 
 
 def ev(t_s: float, editor: str, kind: str, **fields) -> dict:
@@ -121,3 +124,13 @@ def test_bad_arguments_are_one_line_errors():
         EditorsSimulator("http://127.0.0.1:9/", editors=0)
     with pytest.raises(StateError, match="not started"):
         EditorsSimulator("http://127.0.0.1:9/").stop()
+
+
+def test_editors_on_a_loopback_load_balancer_each_get_an_address_of_their_own():
+    addresses = source_addresses("http://127.0.0.1:8080/", 300)
+    assert len(set(addresses)) == 300 and addresses[0] == "127.77.0.2"
+    assert all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    assert source_addresses("http://localhost:8080/", 2) == ["127.77.0.2", "127.77.0.3"]
+    # a real load balancer sees this machine's one address, whatever the editors bind
+    assert source_addresses("http://etherpad-alb-1.eu-west-1.elb.amazonaws.com/", 6) == []
+    assert source_addresses("http://10.0.0.5/", 6) == []

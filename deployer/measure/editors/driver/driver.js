@@ -9,7 +9,9 @@
 // not yet accepted are sent again. Changesets are Etherpad's own Changeset.js (the copy
 // etherpad-cli-client ships).
 //
-// Config: one JSON argument {url, editors: [{id, pad}], interval_ms, tag}.
+// Config: one JSON argument {url, editors: [{id, pad, local_address?}], interval_ms, tag}.
+// An editor with a local_address connects from it (users come from addresses of their own,
+// and Etherpad rate-limits per address; on loopback every 127/8 address is this machine).
 // Output: one JSON event per line on stdout {t, ed, ev, ...}; t is ms since start.
 // Stops on SIGTERM, SIGINT or when stdin closes, after a last "stopped" event per editor.
 
@@ -37,9 +39,10 @@ const randomString = (len) => {
 
 // The browser loads the pad page before it opens the socket, and keeps the cookies it got
 // (an ALB's AWSALB stickiness cookie among them).
-const fetchCookies = (pad) => new Promise((resolve) => {
+const fetchCookies = (pad, agent) => new Promise((resolve) => {
   const client = base.protocol === 'https:' ? https : http;
-  const req = client.get(new URL(`${prefix}p/${encodeURIComponent(pad)}`, base), (res) => {
+  const url = new URL(`${prefix}p/${encodeURIComponent(pad)}`, base);
+  const req = client.get(url, agent ? {agent} : {}, (res) => {
     res.resume();
     const cookies = (res.headers['set-cookie'] || []).map((c) => c.split(';')[0]);
     resolve(cookies.join('; '));
@@ -49,9 +52,11 @@ const fetchCookies = (pad) => new Promise((resolve) => {
 });
 
 class Editor {
-  constructor(id, pad) {
+  constructor(id, pad, localAddress) {
     this.id = id;
     this.pad = pad;
+    const Agent = base.protocol === 'https:' ? https.Agent : http.Agent;
+    this.agent = localAddress ? new Agent({localAddress, keepAlive: true}) : null;
     this.token = `t.${randomString(20)}`;
     this.seq = 0;
     this.atext = null;
@@ -67,8 +72,9 @@ class Editor {
 
   async start() {
     emit(this.id, 'connecting', {pad: this.pad});
-    const cookie = await fetchCookies(this.pad);
+    const cookie = await fetchCookies(this.pad, this.agent);
     this.socket = io(base.origin, {
+      agent: this.agent || false,
       path: `${prefix}socket.io`,
       query: {padId: this.pad},
       reconnectionAttempts: 5,
@@ -91,7 +97,7 @@ class Editor {
       emit(this.id, 'reconnect_attempt', {n});
       // A new handshake carries the cookies a page reload would (a dead target's stickiness
       // cookie is replaced by the load balancer's next answer).
-      const fresh = await fetchCookies(this.pad);
+      const fresh = await fetchCookies(this.pad, this.agent);
       s.io.opts.extraHeaders = fresh ? {Cookie: fresh} : {};
     });
     s.on('connect_error', (e) => emit(this.id, 'connect_error', {error: String(e && e.message || e)}));
@@ -262,7 +268,7 @@ class Editor {
   }
 }
 
-const editors = config.editors.map((e) => new Editor(e.id, e.pad));
+const editors = config.editors.map((e) => new Editor(e.id, e.pad, e.local_address));
 const timers = [];
 editors.forEach((editor, i) => {
   editor.start().catch((e) => emit(editor.id, 'error', {error: String(e.stack || e)}));
