@@ -68,3 +68,55 @@ def group_alive(pgid: int) -> bool:
         except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return False
+
+
+def module_args(pid: int, module: str) -> list[str] | None:
+    """The arguments of live ``pid`` if it is this user's ``python -m module``, else None.
+
+    A pid read from a file is only a number: after a crash or a reboot it may be another
+    program's, or another user's. This asks the process itself (its command line and owner).
+    """
+    try:
+        process = psutil.Process(pid)
+        if process.status() in _GONE or process.uids().real != os.getuid():
+            return None
+        cmdline = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    try:
+        at = cmdline.index("-m")
+    except ValueError:
+        return None
+    return cmdline[at + 2:] if cmdline[at + 1:at + 2] == [module] else None
+
+
+def lock_holders(fd: int) -> list[tuple[int, int]]:
+    """(pid, uid) of the processes holding a ``flock`` on the file open at ``fd`` (Linux).
+
+    ``/proc/locks`` names the holder's pid and the file's device and inode. Empty when it
+    cannot tell (no ``/proc``, or the holder is gone).
+    """
+    st = os.fstat(fd)
+    holders: list[tuple[int, int]] = []
+    try:
+        lines = open("/proc/locks").read().splitlines()
+    except OSError:
+        return holders
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            pid = int(fields[4])
+            major, minor, inode = fields[5].split(":")
+        except ValueError:
+            continue
+        if int(inode) != st.st_ino or os.makedev(int(major, 16), int(minor, 16)) != st.st_dev:
+            continue
+        try:
+            holders.append((pid, psutil.Process(pid).uids().real))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return holders

@@ -6,6 +6,11 @@ target other than the local cloud), locked with ``flock(2)``. The file names its
 pid, command line, release, since when — so a second run is refused with one line that
 says who holds the environment and for how long.
 
+Lock files are 0600 in a 0700 directory: ``flock`` works on a read-only descriptor, so a
+lock file another user may read is one another user may hold. One owned by another user is
+refused, and a lock held by another user's process (an older, looser file opened before it
+was narrowed) is refused with one line that names that process: it is no deployer run.
+
 ``flock`` locks belong to the open file and vanish with the process, so the lock of a
 deployer that was killed (even ``kill -9``) is free at once: the next run takes it over and
 logs whose it was. The owner record left in the file is only information, never the lock.
@@ -31,8 +36,9 @@ from pydantic import BaseModel, ValidationError
 
 from deployer.base import logs
 from deployer.base.errors import LockedError
+from deployer.base.fsutil import ForeignFile, open_lock_file
 from deployer.base.home import deployer_home
-from deployer.base.processes import pid_alive
+from deployer.base.processes import lock_holders, pid_alive
 
 # A run that just took the lock writes its owner record right after; a reader refused in
 # that instant waits this long for the record before calling the owner unknown.
@@ -97,13 +103,25 @@ class EnvironmentLock:
         """Take the lock or raise :class:`LockedError` naming its owner."""
         if self._file is not None:
             raise LockedError(f"the {self.strategy} environment lock is already held by this run")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = open_lock_file(self.path)
+        except ForeignFile as foreign:
+            raise LockedError(f"the {self.strategy} environment's lock file {self.path} "
+                              f"belongs to uid {foreign.uid}, not to you: another user made it",
+                              hint=f"remove {self.path}") from None
         handle = open(fd, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            others = [(pid, uid) for pid, uid in lock_holders(fd) if uid != os.geteuid()]
             handle.close()
+            if others:
+                pid, uid = others[0]
+                raise LockedError(
+                    f"the {self.strategy} environment's lock {self.path} is held by pid {pid} "
+                    f"of uid {uid}, another user: no deployer run of yours",
+                    hint=f"stop that process, or remove {self.path} (it is 0600 from now on)"
+                ) from None
             raise self._refusal() from None
         previous = self.read_owner()
         owner = LockOwner(pid=os.getpid(), command=command or current_command(), action=action,

@@ -19,8 +19,8 @@ from typing import Any
 
 from deployer.base import errors
 from deployer.base.clock import Clock
-from deployer.base.home import deployer_home
-from deployer.base.processes import pid_alive
+from deployer.base.home import check_home, deployer_home
+from deployer.base.processes import module_args, pid_alive
 from deployer.cloud.port import (
     Artifact,
     CloudPort,
@@ -53,6 +53,14 @@ class _Unreachable(Exception):
 STACK_OPERATION_TIMEOUT_S = 3 * 3600.0
 
 
+def is_supervisor_of(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is this user's supervisor of ``home`` (not a reused pid, not a stranger)."""
+    args = module_args(pid, "deployer.localcloud.supervisor")
+    if args is None or "--home" not in args[:-1]:
+        return False
+    return Path(args[args.index("--home") + 1]).resolve() == home.resolve()
+
+
 def stack_name(strategy: str) -> str:
     return f"etherpad-{strategy}"
 
@@ -63,7 +71,8 @@ class LocalCloud(CloudPort):
 
     def __init__(self, home: Path | None = None, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.home = home or deployer_home()
+        # Checked: what the data dir holds (the supervisor's address above all) is trusted.
+        self.home = check_home(home) if home else deployer_home()
         self.dir = cloud_dir(self.home)
         self._url: str | None = None
         self._token = ""
@@ -89,8 +98,8 @@ class LocalCloud(CloudPort):
                 raise
         if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
             return None
-        if not pid_alive(info["pid"]):
-            return None
+        if not is_supervisor_of(info["pid"], self.home):
+            return None  # gone, or the pid is now another program's or another user's
         if not isinstance(info.get("url"), str) or not isinstance(info.get("token"), str):
             raise errors.StateError(
                 f"a local cloud supervisor from an older deployer runs (pid {info['pid']}) "

@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from deployer.base import errors, logs
 from deployer.base.clock import Clock
+from deployer.base.fsutil import open_lock_file
+from deployer.base.home import check_home
 from deployer.localcloud import names
 from deployer.localcloud.access import (
     BadRequest,
@@ -556,29 +558,27 @@ def route(sup: Supervisor, caller: Caller, method: str, path: list[str], body: d
 def main() -> None:
     parser = argparse.ArgumentParser(prog="deployer-supervisor")
     parser.add_argument("--home", required=True)
-    args = parser.parse_args()
-    home = Path(args.home)
-    cloud_dir(home).mkdir(parents=True, exist_ok=True)
+    home = Path(parser.parse_args().home)
     logs.configure("json")
-    # One supervisor per data dir: the lock is held for the process's whole life.
-    lock_file = open(cloud_dir(home) / "supervisor.lock", "w")
-    # A supervisor that is shutting down holds the lock for a moment: wait for the handover.
     clock = Clock()
-    deadline = clock.monotonic() + 30.0
-    while True:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if clock.monotonic() > deadline:
-                print("another supervisor is running for this data dir", file=sys.stderr)
-                sys.exit(0)
-            clock.sleep(0.1)
     try:
+        # One supervisor per data dir (checked first): the lock is held for the process's
+        # whole life. One shutting down holds it for a moment: wait for the handover.
+        lock_file = open(open_lock_file(cloud_dir(check_home(home)) / "supervisor.lock"), "w")
+        deadline = clock.monotonic() + 30.0
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock.monotonic() > deadline:
+                    print("another supervisor is running for this data dir", file=sys.stderr)
+                    sys.exit(0)
+                clock.sleep(0.1)
         Supervisor(home, clock).serve()
     except errors.DeployerError as exc:
         # One line the client shows (it reads the log's last line): a corrupt state file,
-        # a key file someone else owns.
+        # a key file or lock file someone else owns, a data dir others may write.
         print(f"deployer-supervisor: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 

@@ -15,6 +15,11 @@
 #   DB_TYPE               postgres | mysql | dirty (a file per instance: not shareable)
 #                                                                       postgres
 #   DB_HOST DB_PORT DB_NAME DB_USER                      127.0.0.1 5432|3306 etherpad etherpad
+#   DB_SSL                postgres: require (TLS, the server's certificate not verified: what
+#                         RDS for PostgreSQL 15+ demands, rds.force_ssl=1), verify-full (TLS,
+#                         the certificate checked against DB_SSL_ROOT_CERT, a PEM file such as
+#                         RDS's global-bundle.pem, and the host name), or disable (plain: RDS
+#                         and the local cloud refuse it)                  require
 #   DB_WAIT_S             how long to wait for the database to accept connections   120
 #   DB_PASSWORD           or DB_PASSWORD_PARAMETER: name of an SSM SecureString parameter,
 #                         read with `aws ssm get-parameter --with-decryption` (needs AWS_DEFAULT_REGION or AWS_REGION)
@@ -114,6 +119,15 @@ case "$DB_TYPE" in
 esac
 export DB_HOST=${DB_HOST:-127.0.0.1} DB_NAME=${DB_NAME:-etherpad} DB_USER=${DB_USER:-etherpad}
 DB_WAIT_S=${DB_WAIT_S:-120}
+export DB_SSL=${DB_SSL:-require}
+case "$DB_SSL" in
+  require|disable) ;;
+  verify-full)
+    [ -n "${DB_SSL_ROOT_CERT:-}" ] && [ -r "$DB_SSL_ROOT_CERT" ] \
+      || die "DB_SSL=verify-full needs DB_SSL_ROOT_CERT, a readable PEM file of the database's CA (RDS: global-bundle.pem)"
+    export DB_SSL_ROOT_CERT ;;
+  *) die "DB_SSL=$DB_SSL is not supported (use require, verify-full or disable)" ;;
+esac
 [[ "$DB_WAIT_S" =~ ^[0-9]+$ ]] || die "DB_WAIT_S=$DB_WAIT_S is not a whole number of seconds"
 DB_PASSWORD=$(read_secret DB_PASSWORD) || exit 1
 export DB_PASSWORD
@@ -150,6 +164,15 @@ node -e '
     s.dbSettings = {filename: path.join(home, "var", "dirty.db")};
   } else if (type === "mysql") {
     s.dbSettings.charset = "utf8mb4";
+    delete s.dbSettings.ssl;
+  } else if (process.env.DB_SSL === "disable") {
+    delete s.dbSettings.ssl;
+  } else if (process.env.DB_SSL === "verify-full") {
+    // node-postgres hands "ssl" to tls.connect: the CA, and the host name checked.
+    s.dbSettings.ssl = {rejectUnauthorized: true,
+                        ca: fs.readFileSync(process.env.DB_SSL_ROOT_CERT, "utf8")};
+  } else {
+    s.dbSettings.ssl = {rejectUnauthorized: false};
   }
   // Etherpad turns a substituted value that looks like a number, boolean, null or undefined
   // into that type; a database driver wants the password as a string.

@@ -202,6 +202,23 @@ def test_a_password_etherpad_would_turn_into_a_number_is_written_as_a_string(fak
     assert settings["dbSettings"]["password"] == "123456"
 
 
+def test_postgres_settings_ask_for_tls_by_default(fake_install, tmp_path):
+    """RDS for PostgreSQL 15+ refuses plain connections: TLS unless told otherwise."""
+    assert settings_for(fake_install)["dbSettings"]["ssl"] == {"rejectUnauthorized": False}
+    assert "ssl" not in settings_for(fake_install, DB_SSL="disable")["dbSettings"]
+    assert "ssl" not in settings_for(fake_install, DB_TYPE="mysql")["dbSettings"]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    verified = settings_for(fake_install, DB_SSL="verify-full", DB_SSL_ROOT_CERT=str(ca))
+    assert verified["dbSettings"]["ssl"] == {"rejectUnauthorized": True, "ca": ca.read_text()}
+    for env, message in [({"DB_SSL": "prefer"}, "DB_SSL=prefer is not supported"),
+                         ({"DB_SSL": "verify-full"}, "DB_SSL=verify-full needs DB_SSL_ROOT_CERT")]:
+        result = EtherpadRun(fake_install, env=env).script("start-etherpad.sh",
+                                                           "--write-settings-only")
+        assert result.returncode == 1
+        assert message in result.stderr
+
+
 def test_dirty_settings_point_at_the_install(fake_install):
     settings = settings_for(fake_install, DB_TYPE="dirty")
     assert settings["dbType"] == "dirty"
@@ -402,6 +419,28 @@ def test_etherpad_serves_its_release_from_postgres_and_keeps_pads_across_restart
     finally:
         run.stop()
     assert not (home / "var" / "etherpad.pid").exists()
+
+
+@pytest.mark.slow
+def test_etherpad_checks_the_database_certificate_and_fails_without_tls(cached_copy, postgres):
+    """The test database refuses plain TCP as RDS does: Etherpad told to skip TLS does not
+    serve; told to verify the server's certificate, it does."""
+    home = cached_copy.root
+    plain = EtherpadRun(home, env={**postgres.etherpad_env(), "DB_SSL": "disable"})
+    assert plain.script("start-etherpad.sh").returncode == 0
+    try:
+        refused = plain.script("wait-healthy.sh", "--timeout", "15", timeout=30)
+        assert refused.returncode != 0
+        assert "no encryption" in plain.log_tail(200)
+    finally:
+        plain.stop()
+    verified = EtherpadRun(home, env={**postgres.etherpad_env(), "DB_SSL": "verify-full",
+                                      "DB_SSL_ROOT_CERT": str(postgres.certificate)})
+    verified.start(release="1.8.14")
+    try:
+        assert verified.get("/")[0] == 200
+    finally:
+        verified.stop()
 
 
 @pytest.mark.slow

@@ -1,5 +1,8 @@
 """A throwaway PostgreSQL server on 127.0.0.1 for tests, bounded in time.
 
+As strict as RDS for PostgreSQL 15+ and the local cloud's: TCP connections need TLS
+(``hostssl`` only, a self-signed certificate), so a client that forgets SSL fails here too.
+
 Uses the Debian ``postgresql`` package (``/usr/lib/postgresql/<v>/bin``). PostgreSQL refuses
 to run as root, so as root the server runs as the ``postgres`` user, in a data directory
 under the system temp dir that user can reach (pytest's own temp dirs are root-only).
@@ -57,8 +60,9 @@ class PostgresServer:
             account = pwd.getpwnam(self.run_as)
             for path in (self.dir, self.dir / "run"):
                 os.chown(path, account.pw_uid, account.pw_gid)
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=peer",
                  "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        self._require_tls()
         # A port picked free can be taken before the server binds it: try a few.
         for attempt in range(3):
             self.port = free_port()
@@ -72,6 +76,30 @@ class PostgresServer:
         self.psql(f"CREATE ROLE \"{self.user}\" LOGIN PASSWORD '{quoted}'")
         self.psql(f'CREATE DATABASE "{self.database}" OWNER "{self.user}"')
         return self
+
+    def _require_tls(self) -> None:
+        """A self-signed certificate, ``ssl = on``, and no plain TCP entry in pg_hba.conf."""
+        key, cert = self.data / "server.key", self.data / "server.crt"
+        subprocess.run(self._cmd_any("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+                                     "-subj", "/CN=127.0.0.1", "-addext",
+                                     "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                                     "-out", str(cert)),
+                       capture_output=True, check=True, timeout=30, cwd="/")
+        os.chmod(key, 0o600)
+        owner = self.run_as or pwd.getpwuid(os.geteuid()).pw_name
+        files = {"pg_hba.conf": "local all postgres peer map=owner\n"
+                                "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+                 "pg_ident.conf": f"owner {owner} postgres\n"}
+        for name, text in files.items():
+            (self.data / name).write_text(text)
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write("ssl = on\n")
+
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate (its own CA), for verify-full clients."""
+        return self.data / "server.crt"
 
     def stop(self) -> None:
         if self.dir is None:
@@ -123,8 +151,11 @@ class PostgresServer:
 
     # -- helpers ----------------------------------------------------------------------------
     def _cmd(self, program: str, *args: str) -> list[str]:
+        return self._cmd_any(str(self.bin / program), *args)
+
+    def _cmd_any(self, program: str, *args: str) -> list[str]:
         prefix = ["runuser", "-u", self.run_as, "--"] if self.run_as else []
-        return [*prefix, str(self.bin / program), *args]
+        return [*prefix, program, *args]
 
     def _pg(self, program: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(self._cmd(program, *args), capture_output=True, text=True,
