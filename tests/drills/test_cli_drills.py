@@ -106,7 +106,7 @@ def test_two_releases_at_once_the_second_is_refused_naming_the_first(cli: Cli, h
     assert len(lines) == 1, lines
     line = lines[0]
     assert line.startswith("deployer: error: the fixture environment is locked by ")
-    assert f"pid {first.pid} (deployer --log-format json release 2.0 --strategy fixture)" in line
+    assert f"pid {first.pid} (deployer --log-format json release 2.0 --strategy fixture --editors 0)" in line
     assert "release 2.0, held for " in line and "locks/fixture.lock" in line
     assert "Traceback" not in second.stderr
     assert down.returncode == 1 and "is locked by pid" in error_lines(down.stderr)[0]

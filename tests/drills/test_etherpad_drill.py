@@ -65,7 +65,7 @@ def test_database_restart_mid_rollout_loses_no_pad(etherpad_cli: Cli, home: Path
     report_file = tmp_path / "release.json"
     run_started = time.monotonic()
     run = cli.start("release", RELEASE, "--strategy", "packer", "--source", "npm",
-                    "--json", str(report_file))
+                    "--json", str(report_file), "--editors", "0")
     wait_for(lambda: stack_status(home) == "UPDATE_IN_PROGRESS", 300, step=0.1,
              what="the rollout to start (after the bake)")
 

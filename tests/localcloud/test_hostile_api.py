@@ -363,11 +363,12 @@ def test_an_instance_credential_allows_only_its_own_calls(env):
                              f"&ids={instance.instance_id}", None, headers)
     assert status == 200, answer
     assert answer["TargetHealthDescriptions"][0]["TargetHealth"]["State"] == "healthy"
-    # The instance's own aws, with the instance's own environment, as wait-served.sh runs it.
+    # The instance's own aws, with the instance's own environment, as wait-served.sh runs it
+    # (with --region: like AWS CLI v1, the shim reads no AWS_REGION).
     environ = dict(e.split("=", 1) for e in
                    Path(f"/proc/{instance.pid}/environ").read_text().split("\0") if "=" in e)
     shim = subprocess.run(
-        ["aws", "elbv2", "describe-target-health", "--target-group-arn",
+        ["aws", "elbv2", "describe-target-health", "--region", "us-east-1", "--target-group-arn",
          f"{STACK}-TargetGroup", "--targets", f"Id={instance.instance_id}", "--query",
          "TargetHealthDescriptions[0].TargetHealth.State", "--output", "text"],
         env=environ, capture_output=True, text=True, timeout=30)
